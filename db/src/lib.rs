@@ -1,0 +1,1 @@
+//! The SierraDB domain.

@@ -1,0 +1,1 @@
+//! RESP3 codec and listener traits (lands next).

@@ -1,0 +1,1 @@
+//! Deterministic simulation (lands with the simulator issue).
