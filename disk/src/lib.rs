@@ -30,8 +30,8 @@ use std::sync::Arc;
 mod real;
 mod sim;
 
-pub use real::RealDisk;
-pub use sim::{FaultConfig, FaultCounts, SimDisk};
+pub use real::{RealDisk, RealFile};
+pub use sim::{FaultConfig, FaultCounts, SimDisk, SimFile};
 
 /// How to open a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

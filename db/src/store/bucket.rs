@@ -1,0 +1,855 @@
+//! One bucket: its readable view ([`BucketShared`]) and its single writer ([`BucketWriter`]).
+//!
+//! The writer owns the open segment's write position. It takes a batch of transactions,
+//! checks each against the durable view plus the earlier transactions of the same batch,
+//! writes their frames with one `write_at`, makes them durable with one `sync` (group commit),
+//! and only then *publishes* them into the view. Readers see the view only, so a read never
+//! returns an event a crash could take away (visibility ⊆ durability).
+//!
+//! Failures keep three outcomes apart:
+//! - a write that fails (disk full, `EIO`) is cut back to the durable end and that cut synced:
+//!   nothing of the batch exists, [`AppendError::Unavailable`], and the next batch may succeed;
+//! - a sync that fails leaves the outcome unknown ([`AppendError::Indeterminate`]) and
+//!   *poisons* the bucket: after a failed fsync the page cache can no longer be trusted, so
+//!   the bucket refuses appends until it is reopened and recovered from what the disk holds;
+//! - a seal that fails (writing the index or creating the next segment) leaves the durable
+//!   data as it was and is retried by the next batch.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use disk::{Disk, File, OpenMode};
+use tokio::sync::watch;
+
+use crate::config::{StoreConfig, SyncPolicy};
+use crate::error::{AppendError, StoreError};
+use crate::model::{
+    AppendOutcome, AppendedEvent, BucketId, CurrentVersion, Event, EventId, InvalidInput, NewEvent,
+    PartitionId, PartitionKey, PartitionSeq, StreamVersion, Transaction, validate_event_name,
+};
+use crate::store::index::{Pos, SealedIndex, SegmentIndex, StreamKey, encode_index_file};
+use crate::store::layout;
+use crate::store::record::{
+    EventRecord, FRAME_HEADER_BYTES, SEGMENT_HEADER_FRAME_BYTES, SegmentHeader, TransactionRecord,
+    encode_segment_header,
+};
+use crate::store::segment::SegmentData;
+
+/// A sealed segment: immutable data and its index.
+pub struct SealedSegment<D: Disk> {
+    pub id: u32,
+    pub data: SegmentData<D>,
+    pub index: SealedIndex,
+}
+
+/// The open segment, as far as it is durable.
+pub struct OpenSegment<D: Disk> {
+    pub id: u32,
+    pub path: Arc<PathBuf>,
+    pub file: Arc<D::File>,
+    pub index: SegmentIndex,
+    /// Offset just past the last durable (and published) frame.
+    pub durable_end: u64,
+}
+
+impl<D: Disk> OpenSegment<D> {
+    fn data(&self) -> SegmentData<D> {
+        SegmentData::Open {
+            path: self.path.clone(),
+            file: self.file.clone(),
+        }
+    }
+}
+
+/// What the bucket knows of a stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamState {
+    pub partition_key: PartitionKey,
+    pub last: StreamVersion,
+}
+
+/// Everything readers may see: durable and published only.
+pub struct BucketView<D: Disk> {
+    pub sealed: Vec<SealedSegment<D>>,
+    pub open: OpenSegment<D>,
+    pub streams: BTreeMap<StreamKey, StreamState>,
+    /// The next sequence of each partition with events.
+    pub partitions: BTreeMap<PartitionId, u64>,
+}
+
+/// Events to read, in order: where each one is.
+pub type Positions<D> = Vec<(SegmentData<D>, Pos)>;
+
+impl<D: Disk> BucketView<D> {
+    fn locate_event(&self, id: &EventId) -> Option<(SegmentData<D>, Pos)> {
+        if let Some(pos) = self.open.index.events.get(id) {
+            return Some((self.open.data(), *pos));
+        }
+        self.sealed
+            .iter()
+            .rev()
+            .find_map(|s| s.index.event(id).map(|pos| (s.data.clone(), pos)))
+    }
+
+    /// Positions of versions `from..=to` of a stream, at most `limit`, ascending or descending,
+    /// and whether more remained.
+    fn stream_positions(
+        &self,
+        key: &StreamKey,
+        from: u64,
+        to: u64,
+        limit: usize,
+        reverse: bool,
+    ) -> (Positions<D>, bool) {
+        let mut runs = Vec::new();
+        for s in &self.sealed {
+            if let Some(run) = s.index.stream(key) {
+                runs.push((s.data.clone(), run));
+            }
+        }
+        if let Some(s) = self.open.index.streams.get(key) {
+            runs.push((self.open.data(), &s.run));
+        }
+        collect_runs(runs, from, to, limit, reverse)
+    }
+
+    fn partition_positions(
+        &self,
+        partition: PartitionId,
+        from: u64,
+        to: u64,
+        limit: usize,
+    ) -> (Positions<D>, bool) {
+        let mut runs = Vec::new();
+        for s in &self.sealed {
+            if let Some(run) = s.index.index.partitions.get(&partition) {
+                runs.push((s.data.clone(), run));
+            }
+        }
+        if let Some(run) = self.open.index.partitions.get(&partition) {
+            runs.push((self.open.data(), run));
+        }
+        collect_runs(runs, from, to, limit, false)
+    }
+}
+
+fn collect_runs<D: Disk>(
+    mut runs: Vec<(SegmentData<D>, &crate::store::index::Run)>,
+    from: u64,
+    to: u64,
+    limit: usize,
+    reverse: bool,
+) -> (Positions<D>, bool) {
+    let mut out = Vec::new();
+    if from > to {
+        return (out, false);
+    }
+    if reverse {
+        runs.reverse();
+    }
+    for (data, run) in runs {
+        let lo = from.max(run.first);
+        let hi = to.min(run.end().saturating_sub(1));
+        if run.positions.is_empty() || lo > hi {
+            continue;
+        }
+        let numbers: Box<dyn Iterator<Item = u64>> = if reverse {
+            Box::new((lo..=hi).rev())
+        } else {
+            Box::new(lo..=hi)
+        };
+        for n in numbers {
+            if out.len() == limit {
+                return (out, true);
+            }
+            out.push((data.clone(), run.get(n).expect("inside the run")));
+        }
+    }
+    (out, false)
+}
+
+/// The shared, readable side of a bucket.
+pub struct BucketShared<D: Disk> {
+    pub id: BucketId,
+    pub dir: PathBuf,
+    pub(crate) view: RwLock<BucketView<D>>,
+    max_body: u64,
+    published: watch::Sender<u64>,
+}
+
+impl<D: Disk> BucketShared<D> {
+    pub(crate) fn new(id: BucketId, dir: PathBuf, view: BucketView<D>, max_body: u64) -> Self {
+        BucketShared {
+            id,
+            dir,
+            view: RwLock::new(view),
+            max_body,
+            published: watch::Sender::new(0),
+        }
+    }
+
+    fn read_view(&self) -> std::sync::RwLockReadGuard<'_, BucketView<D>> {
+        self.view.read().expect("bucket view lock poisoned")
+    }
+
+    /// A receiver that changes whenever new events become visible in this bucket.
+    pub fn subscribe_published(&self) -> watch::Receiver<u64> {
+        self.published.subscribe()
+    }
+
+    pub fn get_event(&self, id: &EventId) -> Result<Option<Event>, StoreError> {
+        let located = self.read_view().locate_event(id);
+        let Some((data, pos)) = located else {
+            return Ok(None);
+        };
+        let event = self.read_positions(&[(data.clone(), pos)])?.remove(0);
+        if event.event_id != *id {
+            return Err(StoreError::corrupt(
+                data.path().as_path(),
+                pos.offset,
+                format!(
+                    "index says event {id} but the record holds {}",
+                    event.event_id
+                ),
+            ));
+        }
+        Ok(Some(event))
+    }
+
+    pub fn stream_version(&self, key: &StreamKey) -> Option<StreamVersion> {
+        self.read_view().streams.get(key).map(|s| s.last)
+    }
+
+    pub fn stream_state(&self, key: &StreamKey) -> Option<StreamState> {
+        self.read_view().streams.get(key).copied()
+    }
+
+    /// The last sequence of `partition`, if it has events.
+    pub fn partition_last(&self, partition: PartitionId) -> Option<PartitionSeq> {
+        self.read_view()
+            .partitions
+            .get(&partition)
+            .map(|next| PartitionSeq(next - 1))
+    }
+
+    /// Events of a stream with versions in `from..=to`, at most `limit`; `reverse` walks from
+    /// `to` down. Returns the events and whether more matched.
+    pub fn scan_stream(
+        &self,
+        key: &StreamKey,
+        from: u64,
+        to: u64,
+        limit: usize,
+        reverse: bool,
+    ) -> Result<(Vec<Event>, bool), StoreError> {
+        let (positions, more) = self
+            .read_view()
+            .stream_positions(key, from, to, limit, reverse);
+        let events = self.read_positions(&positions)?;
+        for ((data, pos), event) in positions.iter().zip(&events) {
+            if event.stream_id != key.1 || event.partition_id != key.0 {
+                return Err(StoreError::corrupt(
+                    data.path().as_path(),
+                    pos.offset,
+                    format!(
+                        "index says stream {} but the record holds {}",
+                        key.1, event.stream_id
+                    ),
+                ));
+            }
+        }
+        Ok((events, more))
+    }
+
+    pub fn scan_partition(
+        &self,
+        partition: PartitionId,
+        from: u64,
+        to: u64,
+        limit: usize,
+    ) -> Result<(Vec<Event>, bool), StoreError> {
+        let (positions, more) = self
+            .read_view()
+            .partition_positions(partition, from, to, limit);
+        let events = self.read_positions(&positions)?;
+        Ok((events, more))
+    }
+
+    /// Reads events at positions, decoding each transaction frame once even when several of
+    /// its events are wanted in a row.
+    fn read_positions(
+        &self,
+        positions: &[(SegmentData<D>, Pos)],
+    ) -> Result<Vec<Event>, StoreError> {
+        let mut out = Vec::with_capacity(positions.len());
+        let mut cached: Option<(PathBuf, u64, TransactionRecord)> = None;
+        for (data, pos) in positions {
+            let hit = matches!(&cached, Some((p, o, _)) if p == data.path() && *o == pos.offset);
+            if !hit {
+                let record = data.read_transaction(pos.offset, self.max_body)?;
+                cached = Some((data.path().clone(), pos.offset, record));
+            }
+            let record = &cached.as_ref().expect("filled above").2;
+            if pos.slot as usize >= record.events.len() {
+                return Err(StoreError::corrupt(
+                    data.path().as_path(),
+                    pos.offset,
+                    "index slot past the transaction's events",
+                ));
+            }
+            out.push(record.event(pos.slot as usize));
+        }
+        Ok(out)
+    }
+
+    /// Every event of the bucket in file order, read from the data rather than the indexes
+    /// (used by tests and `check` to compare the two).
+    pub fn scan_all_frames(&self) -> Result<Vec<(u32, u64, TransactionRecord)>, StoreError> {
+        let (segments, open_end) = {
+            let view = self.read_view();
+            let mut segments: Vec<(u32, SegmentData<D>, u64)> = view
+                .sealed
+                .iter()
+                .map(|s| (s.id, s.data.clone(), s.index.data_end))
+                .collect();
+            segments.push((view.open.id, view.open.data(), view.open.durable_end));
+            (segments, view.open.durable_end)
+        };
+        let _ = open_end;
+        let mut out = Vec::new();
+        for (id, data, end) in segments {
+            let mut offset = SEGMENT_HEADER_FRAME_BYTES;
+            while offset < end {
+                let record = data.read_transaction(offset, self.max_body)?;
+                let len = FRAME_HEADER_BYTES + record.body_len();
+                out.push((id, offset, record));
+                offset += len;
+            }
+        }
+        Ok(out)
+    }
+
+    fn publish(&self, records: &[(u64, &TransactionRecord)], durable_end: u64) {
+        let mut view = self.view.write().expect("bucket view lock poisoned");
+        for (offset, record) in records {
+            view.open.index.insert(*offset, record);
+            for event in &record.events {
+                view.streams.insert(
+                    (record.partition_id, event.stream_id.clone()),
+                    StreamState {
+                        partition_key: record.partition_key,
+                        last: event.stream_version,
+                    },
+                );
+            }
+            view.partitions.insert(
+                record.partition_id,
+                record.first_sequence.0 + record.events.len() as u64,
+            );
+        }
+        view.open.durable_end = durable_end;
+        drop(view);
+        self.published.send_modify(|n| *n += 1);
+    }
+}
+
+/// Creates segment `id` with its header, synced. The caller syncs the directory.
+pub(crate) fn create_segment<D: Disk>(
+    disk: &D,
+    dir: &Path,
+    bucket: BucketId,
+    id: u32,
+) -> Result<(PathBuf, D::File), StoreError> {
+    let path = layout::segment_file(dir, id);
+    let file = disk
+        .open(&path, OpenMode::CreateOrOpen)
+        .map_err(|e| StoreError::io("create", &path, e))?;
+    let mut header = Vec::new();
+    encode_segment_header(
+        SegmentHeader {
+            bucket: bucket.0,
+            segment: id,
+        },
+        &mut header,
+    );
+    file.truncate(0)
+        .and_then(|()| file.write_at(0, &header))
+        .and_then(|()| file.sync())
+        .map_err(|e| StoreError::io("write segment header", &path, e))?;
+    Ok((path, file))
+}
+
+/// Writes a sealed segment's index file: temporary name, sync, rename. The caller syncs the
+/// directory.
+pub(crate) fn write_index_file<D: Disk>(
+    disk: &D,
+    dir: &Path,
+    sealed: &SealedIndex,
+) -> Result<(), StoreError> {
+    let temp = layout::index_temp_file(dir, sealed.segment);
+    let path = layout::index_file(dir, sealed.segment);
+    let bytes = encode_index_file(sealed);
+    let file = disk
+        .open(&temp, OpenMode::CreateOrOpen)
+        .map_err(|e| StoreError::io("create", &temp, e))?;
+    file.truncate(0)
+        .and_then(|()| file.write_at(0, &bytes))
+        .and_then(|()| file.sync())
+        .map_err(|e| StoreError::io("write index", &temp, e))?;
+    disk.rename(&temp, &path)
+        .map_err(|e| StoreError::io("rename", &temp, e))
+}
+
+/// The transactions a batch will write, and the state they leave behind, before any of it is
+/// durable.
+#[derive(Default)]
+struct Overlay {
+    streams: BTreeMap<StreamKey, StreamState>,
+    partitions: BTreeMap<PartitionId, u64>,
+    /// Event id → (index into the batch's plans, slot).
+    events: BTreeMap<EventId, (usize, usize)>,
+}
+
+enum Planned {
+    Write(TransactionRecord, AppendOutcome),
+    AlreadyStored(AppendOutcome),
+}
+
+/// The single writer of a bucket.
+pub struct BucketWriter<D: Disk> {
+    shared: Arc<BucketShared<D>>,
+    disk: D,
+    config: StoreConfig,
+    /// Where the next frame goes in the open segment. Equals the view's durable end between
+    /// batches.
+    write_end: u64,
+    poisoned: Option<String>,
+}
+
+type BatchResult = Result<AppendOutcome, AppendError>;
+
+impl<D: Disk> BucketWriter<D> {
+    pub(crate) fn new(
+        shared: Arc<BucketShared<D>>,
+        disk: D,
+        config: StoreConfig,
+        write_end: u64,
+    ) -> Self {
+        BucketWriter {
+            shared,
+            disk,
+            config,
+            write_end,
+            poisoned: None,
+        }
+    }
+
+    pub fn shared(&self) -> &Arc<BucketShared<D>> {
+        &self.shared
+    }
+
+    /// Appends a batch of transactions under one sync, returning one result per transaction in
+    /// order. Transactions are checked in order, each against the durable state plus the
+    /// batch's earlier transactions.
+    pub fn append_batch(&mut self, txns: Vec<Transaction>) -> Vec<BatchResult> {
+        let count = txns.len();
+        if let Some(reason) = &self.poisoned {
+            let err = Arc::new(StoreError::Poisoned {
+                bucket: self.shared.id,
+                reason: reason.clone(),
+            });
+            return (0..count)
+                .map(|_| Err(AppendError::Unavailable(err.clone())))
+                .collect();
+        }
+        let mut results: Vec<Option<BatchResult>> = (0..count).map(|_| None).collect();
+        let mut plans: Vec<(usize, TransactionRecord, AppendOutcome)> = Vec::new();
+        {
+            let view = self.shared.read_view();
+            let mut overlay = Overlay::default();
+            for (i, txn) in txns.into_iter().enumerate() {
+                match self.plan(&view, &overlay, &plans, txn) {
+                    Ok(Planned::Write(record, outcome)) => {
+                        for (slot, event) in record.events.iter().enumerate() {
+                            overlay.events.insert(event.event_id, (plans.len(), slot));
+                            overlay.streams.insert(
+                                (record.partition_id, event.stream_id.clone()),
+                                StreamState {
+                                    partition_key: record.partition_key,
+                                    last: event.stream_version,
+                                },
+                            );
+                        }
+                        overlay.partitions.insert(
+                            record.partition_id,
+                            record.first_sequence.0 + record.events.len() as u64,
+                        );
+                        plans.push((i, record, outcome));
+                    }
+                    Ok(Planned::AlreadyStored(outcome)) => results[i] = Some(Ok(outcome)),
+                    Err(err) => results[i] = Some(Err(err)),
+                }
+            }
+        }
+        match self.write_plans(&plans) {
+            Ok(()) => {
+                for (i, _, outcome) in plans {
+                    results[i] = Some(Ok(outcome));
+                }
+            }
+            Err((published, err)) => {
+                // Published transactions are durable and visible: they succeeded. Every other
+                // answer of this batch may rest on state that never became durable, so it
+                // becomes the failure.
+                let err = Arc::new(err);
+                let mut published_ids = vec![false; count];
+                for (i, _, outcome) in plans.into_iter().take(published) {
+                    published_ids[i] = true;
+                    results[i] = Some(Ok(outcome));
+                }
+                let indeterminate = self.poisoned.is_some();
+                for (i, result) in results.iter_mut().enumerate() {
+                    if !published_ids[i] {
+                        *result = Some(Err(if indeterminate {
+                            AppendError::Indeterminate(err.clone())
+                        } else {
+                            AppendError::Unavailable(err.clone())
+                        }));
+                    }
+                }
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.expect("every transaction answered"))
+            .collect()
+    }
+
+    fn validate(&self, txn: &Transaction) -> Result<PartitionId, AppendError> {
+        let len = txn.events.len();
+        if len == 0 {
+            return Err(InvalidInput::EmptyTransaction.into());
+        }
+        if len > self.config.max_transaction_events {
+            return Err(InvalidInput::TooManyEvents {
+                len,
+                max: self.config.max_transaction_events,
+            }
+            .into());
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        for event in &txn.events {
+            validate_event_name(&event.event_name)?;
+            if !ids.insert(event.event_id) {
+                return Err(InvalidInput::DuplicateEventId(event.event_id).into());
+            }
+        }
+        let partition = txn.partition_key.partition(self.config.partition_count);
+        assert_eq!(
+            self.config.bucket_of(partition.0),
+            self.shared.id.0,
+            "transactions are routed to the bucket of their partition"
+        );
+        Ok(partition)
+    }
+
+    fn plan(
+        &self,
+        view: &BucketView<D>,
+        overlay: &Overlay,
+        plans: &[(usize, TransactionRecord, AppendOutcome)],
+        txn: Transaction,
+    ) -> Result<Planned, AppendError> {
+        let partition = self.validate(&txn)?;
+
+        // Idempotency: a retry of an append that is already stored returns its first result.
+        let mut stored = Vec::new();
+        for new in &txn.events {
+            let existing = match overlay.events.get(&new.event_id) {
+                Some(&(plan, slot)) => Some(plans[plan].1.event(slot)),
+                None => match view.locate_event(&new.event_id) {
+                    Some((data, pos)) => {
+                        let record = data
+                            .read_transaction(pos.offset, self.shared.max_body)
+                            .map_err(|e| AppendError::Unavailable(Arc::new(e)))?;
+                        Some(record.event(pos.slot as usize))
+                    }
+                    None => None,
+                },
+            };
+            if let Some(existing) = existing {
+                if !same_content(&existing, txn.partition_key, new) {
+                    return Err(AppendError::EventIdConflict {
+                        event_id: new.event_id,
+                    });
+                }
+                stored.push(existing);
+            }
+        }
+        if !stored.is_empty() {
+            if stored.len() != txn.events.len() {
+                return Err(AppendError::EventIdConflict {
+                    event_id: stored[0].event_id,
+                });
+            }
+            return Ok(Planned::AlreadyStored(AppendOutcome {
+                transaction_id: stored[0].transaction_id,
+                partition_key: stored[0].partition_key,
+                partition_id: stored[0].partition_id,
+                events: stored
+                    .iter()
+                    .map(|e| AppendedEvent {
+                        event_id: e.event_id,
+                        stream_id: e.stream_id.clone(),
+                        stream_version: e.stream_version,
+                        partition_sequence: e.partition_sequence,
+                        timestamp_ms: e.timestamp_ms,
+                    })
+                    .collect(),
+                already_stored: true,
+            }));
+        }
+
+        // Expected versions, chaining through repeated streams of this transaction.
+        let first_sequence = overlay
+            .partitions
+            .get(&partition)
+            .or_else(|| view.partitions.get(&partition))
+            .copied()
+            .unwrap_or(0);
+        let mut local: BTreeMap<StreamKey, StreamState> = BTreeMap::new();
+        let mut events = Vec::with_capacity(txn.events.len());
+        let mut appended = Vec::with_capacity(txn.events.len());
+        for (slot, new) in txn.events.into_iter().enumerate() {
+            let key = (partition, new.stream_id.clone());
+            let current = local
+                .get(&key)
+                .or_else(|| overlay.streams.get(&key))
+                .or_else(|| view.streams.get(&key))
+                .copied();
+            if let Some(state) = current
+                && state.partition_key != txn.partition_key
+            {
+                return Err(AppendError::PartitionKeyMismatch {
+                    stream: new.stream_id,
+                    stored: state.partition_key,
+                    given: txn.partition_key,
+                });
+            }
+            let last = current.map(|s| s.last);
+            if !version_check_accepts(new.expected_version, last) {
+                return Err(AppendError::WrongExpectedVersion {
+                    stream: new.stream_id,
+                    partition_key: txn.partition_key,
+                    expected: new.expected_version,
+                    actual: CurrentVersion(last),
+                });
+            }
+            let version = StreamVersion(last.map_or(0, |v| v.0 + 1));
+            local.insert(
+                key,
+                StreamState {
+                    partition_key: txn.partition_key,
+                    last: version,
+                },
+            );
+            appended.push(AppendedEvent {
+                event_id: new.event_id,
+                stream_id: new.stream_id.clone(),
+                stream_version: version,
+                partition_sequence: PartitionSeq(first_sequence + slot as u64),
+                timestamp_ms: new.timestamp_ms,
+            });
+            events.push(EventRecord {
+                event_id: new.event_id,
+                stream_id: new.stream_id,
+                stream_version: version,
+                event_name: new.event_name,
+                timestamp_ms: new.timestamp_ms,
+                metadata: new.metadata,
+                payload: new.payload,
+            });
+        }
+        let record = TransactionRecord {
+            transaction_id: txn.transaction_id,
+            partition_key: txn.partition_key,
+            partition_id: partition,
+            first_sequence: PartitionSeq(first_sequence),
+            events,
+        };
+        let len = record.body_len();
+        if len > self.config.max_transaction_bytes {
+            return Err(InvalidInput::TransactionTooLarge {
+                len,
+                max: self.config.max_transaction_bytes,
+            }
+            .into());
+        }
+        let outcome = AppendOutcome {
+            transaction_id: record.transaction_id,
+            partition_key: record.partition_key,
+            partition_id: partition,
+            events: appended,
+            already_stored: false,
+        };
+        Ok(Planned::Write(record, outcome))
+    }
+
+    /// Writes the planned transactions, sealing segments as they fill. On failure, returns
+    /// how many plans were published (durable and visible) before it.
+    fn write_plans(
+        &mut self,
+        plans: &[(usize, TransactionRecord, AppendOutcome)],
+    ) -> Result<(), (usize, StoreError)> {
+        let mut buf = Vec::new();
+        let mut pending: Vec<(u64, &TransactionRecord)> = Vec::new();
+        let mut published = 0;
+        for (k, (_, record, _)) in plans.iter().enumerate() {
+            let frame_len = FRAME_HEADER_BYTES + record.body_len();
+            let mut offset = self.write_end + buf.len() as u64;
+            if offset + frame_len > self.config.segment_size_bytes
+                && offset > SEGMENT_HEADER_FRAME_BYTES
+            {
+                self.flush(&mut buf, &mut pending)
+                    .map_err(|e| (published, e))?;
+                published = k;
+                self.seal().map_err(|e| (published, e))?;
+                offset = self.write_end;
+            }
+            record.encode(&mut buf);
+            pending.push((offset, record));
+        }
+        self.flush(&mut buf, &mut pending)
+            .map_err(|e| (published, e))
+    }
+
+    /// Writes `buf` at the write end, syncs it, and publishes `pending`.
+    fn flush(
+        &mut self,
+        buf: &mut Vec<u8>,
+        pending: &mut Vec<(u64, &TransactionRecord)>,
+    ) -> Result<(), StoreError> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let (file, path) = {
+            let view = self.shared.read_view();
+            (view.open.file.clone(), view.open.path.clone())
+        };
+        if let Err(err) = file.write_at(self.write_end, buf) {
+            self.cut_back(&*file, &path)?;
+            return Err(StoreError::io("write", path.as_ref(), err));
+        }
+        if self.config.sync == SyncPolicy::Always
+            && !self.planted_ack_before_sync()
+            && let Err(err) = file.sync()
+        {
+            let err = StoreError::io("sync", path.as_ref(), err);
+            self.poisoned = Some(err.to_string());
+            return Err(err);
+        }
+        let end = self.write_end + buf.len() as u64;
+        self.shared.publish(pending, end);
+        self.write_end = end;
+        buf.clear();
+        pending.clear();
+        Ok(())
+    }
+
+    #[cfg(feature = "planted-bugs")]
+    fn planted_ack_before_sync(&self) -> bool {
+        crate::planted::active(crate::planted::PlantedBug::AckBeforeSync)
+    }
+
+    #[cfg(not(feature = "planted-bugs"))]
+    fn planted_ack_before_sync(&self) -> bool {
+        false
+    }
+
+    /// After a failed write, removes whatever part of it reached the file and makes that
+    /// durable, so a crash cannot resurrect a frame whose append was reported as not written.
+    fn cut_back(&mut self, file: &D::File, path: &Path) -> Result<(), StoreError> {
+        let result = file.truncate(self.write_end).and_then(|()| file.sync());
+        if let Err(err) = result {
+            let err = StoreError::io("truncate after failed write", path, err);
+            self.poisoned = Some(err.to_string());
+            return Err(err);
+        }
+        Ok(())
+    }
+
+    /// Seals the open segment (all of it durable and published) and opens the next one.
+    fn seal(&mut self) -> Result<(), StoreError> {
+        let (old_id, old_file, old_path, index) = {
+            let view = self.shared.read_view();
+            (
+                view.open.id,
+                view.open.file.clone(),
+                view.open.path.clone(),
+                view.open.index.clone(),
+            )
+        };
+        let dir = self.shared.dir.clone();
+        let sealed = SealedIndex::build(old_id, self.write_end, index);
+        write_index_file(&self.disk, &dir, &sealed)?;
+        let new_id = old_id + 1;
+        let (new_path, new_file) = create_segment(&self.disk, &dir, self.shared.id, new_id)?;
+        self.disk
+            .sync_dir(&dir)
+            .map_err(|e| StoreError::io("sync directory", &dir, e))?;
+        let map = old_file
+            .map()
+            .map_err(|e| StoreError::io("map", old_path.as_ref(), e))?;
+        let mut view = self.shared.view.write().expect("bucket view lock poisoned");
+        view.sealed.push(SealedSegment {
+            id: old_id,
+            data: SegmentData::Sealed {
+                path: old_path,
+                map,
+            },
+            index: sealed,
+        });
+        view.open = OpenSegment {
+            id: new_id,
+            path: Arc::new(new_path),
+            file: Arc::new(new_file),
+            index: SegmentIndex::default(),
+            durable_end: SEGMENT_HEADER_FRAME_BYTES,
+        };
+        self.write_end = SEGMENT_HEADER_FRAME_BYTES;
+        tracing::debug!(
+            bucket = self.shared.id.0,
+            segment = old_id,
+            "sealed segment"
+        );
+        Ok(())
+    }
+}
+
+/// The expected-version check, with its planted off-by-one for the simulator's teeth.
+fn version_check_accepts(
+    expected: crate::model::ExpectedVersion,
+    last: Option<StreamVersion>,
+) -> bool {
+    #[cfg(feature = "planted-bugs")]
+    if crate::planted::active(crate::planted::PlantedBug::VersionCheckOffByOne) {
+        if let (crate::model::ExpectedVersion::Exact(n), Some(v)) = (expected, last) {
+            return n == v.0 || n + 1 == v.0;
+        }
+    }
+    expected.accepts(last)
+}
+
+/// Whether a stored event is the same append as `new` (content, not position or timestamp).
+fn same_content(existing: &Event, key: PartitionKey, new: &NewEvent) -> bool {
+    #[cfg(feature = "planted-bugs")]
+    if crate::planted::active(crate::planted::PlantedBug::IdempotencyIgnoresContent) {
+        return true;
+    }
+    existing.partition_key == key
+        && existing.stream_id == new.stream_id
+        && existing.event_name == new.event_name
+        && existing.metadata == new.metadata
+        && existing.payload == new.payload
+}

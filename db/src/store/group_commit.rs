@@ -1,0 +1,151 @@
+//! Group commit: each bucket's writer runs as one task that turns its queue into batches.
+//!
+//! While a batch is being written and fsynced (on a blocking thread, via
+//! [`Env::run_blocking`]), new appends queue up; the next loop takes all of them (up to
+//! `max_batch_transactions`) into one batch under one fsync. So the number of events per
+//! fsync grows with the number of appends in flight, and buckets, each with its own task,
+//! sync in parallel. An append's future resolves only after the sync that covers it.
+
+use std::path::Path;
+
+use disk::Disk;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::StoreConfig;
+use crate::env::Env;
+use crate::error::{AppendError, StoreError};
+use crate::model::{AppendOutcome, Transaction};
+use crate::store::{self, BucketWriter, RecoveryReport, Store};
+
+/// Appends waiting for a writer, per bucket; bounds memory when the disk falls behind.
+const QUEUE_CAPACITY: usize = 16 * 1024;
+
+enum Job {
+    Append {
+        txn: Transaction,
+        reply: oneshot::Sender<Result<AppendOutcome, AppendError>>,
+    },
+    Stop(oneshot::Sender<()>),
+}
+
+/// The store with its writers running as tasks: the API the server uses. Cheap to clone.
+pub struct Db<D: Disk> {
+    store: Store<D>,
+    queues: Vec<mpsc::Sender<Job>>,
+}
+
+impl<D: Disk> Clone for Db<D> {
+    fn clone(&self) -> Self {
+        Db {
+            store: self.store.clone(),
+            queues: self.queues.clone(),
+        }
+    }
+}
+
+impl<D: Disk> Db<D> {
+    /// Opens and recovers the store, then starts one writer task per bucket on `env`.
+    pub fn open<E: Env>(
+        env: &E,
+        disk: &D,
+        root: &Path,
+        config: StoreConfig,
+    ) -> Result<(Self, RecoveryReport), StoreError> {
+        let (store, writers, report) = store::open(disk, root, config)?;
+        let max_batch = store.config().max_batch_transactions;
+        let queues = writers
+            .into_iter()
+            .map(|writer| {
+                let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+                env.spawn(
+                    "bucket-writer",
+                    Box::pin(run_writer(env.clone(), writer, rx, max_batch)),
+                );
+                tx
+            })
+            .collect();
+        Ok((Db { store, queues }, report))
+    }
+
+    pub fn store(&self) -> &Store<D> {
+        &self.store
+    }
+
+    /// Appends a transaction; resolves once it is durable (or refused).
+    pub async fn append(&self, txn: Transaction) -> Result<AppendOutcome, AppendError> {
+        let partition = self.store.partition_of(txn.partition_key);
+        let bucket = usize::from(self.store.config().bucket_of(partition.0));
+        let (reply, answer) = oneshot::channel();
+        let closed = || AppendError::Unavailable(std::sync::Arc::new(StoreError::Closed));
+        self.queues[bucket]
+            .send(Job::Append { txn, reply })
+            .await
+            .map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
+    }
+
+    /// Finishes every append queued so far, then stops the writers. Appends after this fail
+    /// with [`StoreError::Closed`].
+    pub async fn shutdown(&self) {
+        let mut waits = Vec::new();
+        for queue in &self.queues {
+            let (tx, rx) = oneshot::channel();
+            if queue.send(Job::Stop(tx)).await.is_ok() {
+                waits.push(rx);
+            }
+        }
+        for wait in waits {
+            let _ = wait.await;
+        }
+    }
+}
+
+async fn run_writer<D: Disk, E: Env>(
+    env: E,
+    mut writer: BucketWriter<D>,
+    mut queue: mpsc::Receiver<Job>,
+    max_batch: usize,
+) {
+    let mut stop = None;
+    while stop.is_none() {
+        let Some(first) = queue.recv().await else {
+            break;
+        };
+        let mut txns = Vec::new();
+        let mut replies = Vec::new();
+        let mut next = Some(first);
+        while let Some(job) = next.take() {
+            match job {
+                Job::Append { txn, reply } => {
+                    txns.push(txn);
+                    replies.push(reply);
+                }
+                Job::Stop(done) => {
+                    stop = Some(done);
+                    break;
+                }
+            }
+            if replies.len() < max_batch {
+                next = queue.try_recv().ok();
+            }
+        }
+        if txns.is_empty() {
+            continue;
+        }
+        let (returned, results) = env
+            .run_blocking(move || {
+                let results = writer.append_batch(txns);
+                (writer, results)
+            })
+            .await;
+        writer = returned;
+        for (reply, result) in replies.into_iter().zip(results) {
+            // The caller may have gone away; the append stands either way.
+            let _ = reply.send(result);
+        }
+    }
+    queue.close();
+    if let Some(done) = stop {
+        let _ = done.send(());
+    }
+}

@@ -1,0 +1,487 @@
+//! Per-segment indexes and their file format. Pure code, no I/O.
+//!
+//! A [`SegmentIndex`] maps, for one segment:
+//! - event id → [`Pos`];
+//! - (partition, stream) → the run of versions the segment holds, each with its [`Pos`];
+//! - partition → the run of sequences the segment holds, each with its [`Pos`].
+//!
+//! Versions and sequences are gapless and appended in order, so inside one segment each stream
+//! and each partition occupies one contiguous run: a first number and a vector of positions.
+//!
+//! The open segment's index lives in memory and is rebuilt on recovery. A sealed segment's
+//! index is written once to `segment-N.idx` (byte table below), fsynced, and carries two bloom
+//! filters (event ids, streams) so lookups skip segments that cannot hold a key.
+//!
+//! Index file, little-endian:
+//!
+//! | size | field |
+//! |---|---|
+//! | 8 | magic `SRDBIDX\0` |
+//! | 2 | format version |
+//! | 4 | segment id |
+//! | 8 | `data_end`: offset just past the segment's last frame |
+//! | 4+… | events: count, then `(event id 16, offset u64, slot u32)` sorted by id |
+//! | 4+… | streams: count, then `(partition u16, id len u8, id, partition key 16, first version u64, n u32, n × (offset u64, slot u32))` |
+//! | 4+… | partitions: count, then `(partition u16, first sequence u64, n u32, n × (offset u64, slot u32))` |
+//! | … | event bloom, then stream bloom: `(k u8, words u32, words × u64)` |
+//! | 4 | CRC-32 of everything before |
+
+use std::collections::BTreeMap;
+
+use bytes::{Buf, BufMut};
+use uuid::Uuid;
+
+use crate::model::{EventId, PartitionId, PartitionKey, PartitionSeq, StreamId, StreamVersion};
+use crate::store::record::TransactionRecord;
+
+/// Where an event is: the offset of its transaction's frame and its slot inside it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Pos {
+    pub offset: u64,
+    pub slot: u32,
+}
+
+/// A contiguous run of numbers (versions or sequences) starting at `first`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Run {
+    pub first: u64,
+    pub positions: Vec<Pos>,
+}
+
+impl Run {
+    /// One past the last number in the run.
+    pub fn end(&self) -> u64 {
+        self.first + self.positions.len() as u64
+    }
+
+    /// The position of number `n`, if the run holds it.
+    pub fn get(&self, n: u64) -> Option<Pos> {
+        let i = n.checked_sub(self.first)?;
+        self.positions.get(usize::try_from(i).ok()?).copied()
+    }
+
+    fn push(&mut self, n: u64, pos: Pos) {
+        if self.positions.is_empty() {
+            self.first = n;
+        }
+        assert_eq!(n, self.end(), "runs are gapless: checked before indexing");
+        self.positions.push(pos);
+    }
+}
+
+/// A stream's run in one segment, with the partition key all its events share.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamRun {
+    pub partition_key: PartitionKey,
+    pub run: Run,
+}
+
+/// A stream's key inside a bucket: streams are told apart by partition too, so a stream id
+/// reused with a key of another partition is another stream, never a silent merge.
+pub type StreamKey = (PartitionId, StreamId);
+
+/// The indexes of one segment.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SegmentIndex {
+    pub events: BTreeMap<EventId, Pos>,
+    pub streams: BTreeMap<StreamKey, StreamRun>,
+    pub partitions: BTreeMap<PartitionId, Run>,
+}
+
+impl SegmentIndex {
+    /// Adds every event of the transaction at `offset`.
+    pub fn insert(&mut self, offset: u64, record: &TransactionRecord) {
+        for (slot, event) in record.events.iter().enumerate() {
+            let pos = Pos {
+                offset,
+                slot: slot as u32,
+            };
+            self.events.insert(event.event_id, pos);
+            self.streams
+                .entry((record.partition_id, event.stream_id.clone()))
+                .or_insert_with(|| StreamRun {
+                    partition_key: record.partition_key,
+                    run: Run::default(),
+                })
+                .run
+                .push(event.stream_version.0, pos);
+            self.partitions
+                .entry(record.partition_id)
+                .or_default()
+                .push(record.first_sequence.0 + slot as u64, pos);
+        }
+    }
+
+    pub fn stream_version(&self, key: &StreamKey, version: StreamVersion) -> Option<Pos> {
+        self.streams.get(key)?.run.get(version.0)
+    }
+
+    pub fn partition_seq(&self, partition: PartitionId, seq: PartitionSeq) -> Option<Pos> {
+        self.partitions.get(&partition)?.get(seq.0)
+    }
+}
+
+/// A bloom filter with `k` probes by double hashing. Small and hand-written because the
+/// crates of the field seed their hashers randomly, and the index file needs a stable layout.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bloom {
+    k: u8,
+    words: Vec<u64>,
+}
+
+impl Bloom {
+    /// Sized for `items` at about a 1% false-positive rate (10 bits per item, 7 probes).
+    pub fn with_capacity(items: usize) -> Self {
+        let bits = (items.max(1) * 10).next_power_of_two().max(64);
+        Bloom {
+            k: 7,
+            words: vec![0; bits / 64],
+        }
+    }
+
+    fn probes(&self, hash: u64) -> impl Iterator<Item = usize> + '_ {
+        let bits = (self.words.len() * 64) as u64;
+        let h1 = hash;
+        let h2 = mix64(hash ^ 0x9e37_79b9_7f4a_7c15) | 1;
+        (0..u64::from(self.k)).map(move |i| (h1.wrapping_add(i.wrapping_mul(h2)) % bits) as usize)
+    }
+
+    pub fn insert(&mut self, hash: u64) {
+        let probes: Vec<usize> = self.probes(hash).collect();
+        for bit in probes {
+            self.words[bit / 64] |= 1 << (bit % 64);
+        }
+    }
+
+    pub fn may_contain(&self, hash: u64) -> bool {
+        self.probes(hash)
+            .all(|bit| self.words[bit / 64] & (1 << (bit % 64)) != 0)
+    }
+}
+
+/// A stable 64-bit finaliser (splitmix64).
+fn mix64(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// FNV-1a, then mixed: stable across Rust releases, unlike `DefaultHasher`.
+fn hash_bytes(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    mix64(h)
+}
+
+pub fn event_hash(id: &EventId) -> u64 {
+    hash_bytes(id.0.as_bytes())
+}
+
+pub fn stream_hash(key: &StreamKey) -> u64 {
+    let mut bytes = Vec::with_capacity(2 + key.1.as_str().len());
+    bytes.extend_from_slice(&key.0.0.to_le_bytes());
+    bytes.extend_from_slice(key.1.as_str().as_bytes());
+    hash_bytes(&bytes)
+}
+
+/// A sealed segment's index: the maps plus bloom filters over them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SealedIndex {
+    pub segment: u32,
+    pub data_end: u64,
+    pub index: SegmentIndex,
+    pub event_bloom: Bloom,
+    pub stream_bloom: Bloom,
+}
+
+impl SealedIndex {
+    pub fn build(segment: u32, data_end: u64, index: SegmentIndex) -> Self {
+        let mut event_bloom = Bloom::with_capacity(index.events.len());
+        for id in index.events.keys() {
+            event_bloom.insert(event_hash(id));
+        }
+        let mut stream_bloom = Bloom::with_capacity(index.streams.len());
+        for key in index.streams.keys() {
+            stream_bloom.insert(stream_hash(key));
+        }
+        SealedIndex {
+            segment,
+            data_end,
+            index,
+            event_bloom,
+            stream_bloom,
+        }
+    }
+
+    pub fn event(&self, id: &EventId) -> Option<Pos> {
+        if !self.event_bloom.may_contain(event_hash(id)) {
+            return None;
+        }
+        self.index.events.get(id).copied()
+    }
+
+    pub fn stream(&self, key: &StreamKey) -> Option<&Run> {
+        if !self.stream_bloom.may_contain(stream_hash(key)) {
+            return None;
+        }
+        self.index.streams.get(key).map(|s| &s.run)
+    }
+}
+
+pub const INDEX_MAGIC: [u8; 8] = *b"SRDBIDX\0";
+pub const INDEX_FORMAT_VERSION: u16 = 1;
+
+/// Why an index file was refused; the caller rebuilds it from the segment's data.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("index file invalid: {0}")]
+pub struct IndexFileError(pub &'static str);
+
+fn put_run(out: &mut Vec<u8>, run: &Run) {
+    out.put_u32_le(run.positions.len() as u32);
+    for pos in &run.positions {
+        out.put_u64_le(pos.offset);
+        out.put_u32_le(pos.slot);
+    }
+}
+
+pub fn encode_index_file(sealed: &SealedIndex) -> Vec<u8> {
+    let index = &sealed.index;
+    let mut out = Vec::new();
+    out.extend_from_slice(&INDEX_MAGIC);
+    out.put_u16_le(INDEX_FORMAT_VERSION);
+    out.put_u32_le(sealed.segment);
+    out.put_u64_le(sealed.data_end);
+    out.put_u32_le(index.events.len() as u32);
+    for (id, pos) in &index.events {
+        out.extend_from_slice(id.0.as_bytes());
+        out.put_u64_le(pos.offset);
+        out.put_u32_le(pos.slot);
+    }
+    out.put_u32_le(index.streams.len() as u32);
+    for ((partition, stream), s) in &index.streams {
+        out.put_u16_le(partition.0);
+        out.put_u8(stream.as_str().len() as u8);
+        out.extend_from_slice(stream.as_str().as_bytes());
+        out.extend_from_slice(s.partition_key.0.as_bytes());
+        out.put_u64_le(s.run.first);
+        put_run(&mut out, &s.run);
+    }
+    out.put_u32_le(index.partitions.len() as u32);
+    for (partition, run) in &index.partitions {
+        out.put_u16_le(partition.0);
+        out.put_u64_le(run.first);
+        put_run(&mut out, run);
+    }
+    for bloom in [&sealed.event_bloom, &sealed.stream_bloom] {
+        out.put_u8(bloom.k);
+        out.put_u32_le(bloom.words.len() as u32);
+        for word in &bloom.words {
+            out.put_u64_le(*word);
+        }
+    }
+    let crc = crc32fast::hash(&out);
+    out.put_u32_le(crc);
+    out
+}
+
+/// A bounds-checked reader over an index file body.
+struct Cursor<'a>(&'a [u8]);
+
+impl<'a> Cursor<'a> {
+    fn need(&self, n: usize) -> Result<(), IndexFileError> {
+        if self.0.len() < n {
+            return Err(IndexFileError("truncated"));
+        }
+        Ok(())
+    }
+    fn u8(&mut self) -> Result<u8, IndexFileError> {
+        self.need(1)?;
+        Ok(self.0.get_u8())
+    }
+    fn u16(&mut self) -> Result<u16, IndexFileError> {
+        self.need(2)?;
+        Ok(self.0.get_u16_le())
+    }
+    fn u32(&mut self) -> Result<u32, IndexFileError> {
+        self.need(4)?;
+        Ok(self.0.get_u32_le())
+    }
+    fn u64(&mut self) -> Result<u64, IndexFileError> {
+        self.need(8)?;
+        Ok(self.0.get_u64_le())
+    }
+    fn bytes(&mut self, n: usize) -> Result<&'a [u8], IndexFileError> {
+        self.need(n)?;
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+    /// A count of items of at least `item_bytes` each, refused if the rest cannot hold them.
+    fn count(&mut self, item_bytes: usize) -> Result<usize, IndexFileError> {
+        let n = self.u32()? as usize;
+        if n > self.0.len() / item_bytes {
+            return Err(IndexFileError("count exceeds the file"));
+        }
+        Ok(n)
+    }
+    fn run(&mut self, first: u64) -> Result<Run, IndexFileError> {
+        let n = self.count(12)?;
+        let mut positions = Vec::with_capacity(n);
+        for _ in 0..n {
+            positions.push(Pos {
+                offset: self.u64()?,
+                slot: self.u32()?,
+            });
+        }
+        Ok(Run { first, positions })
+    }
+    fn bloom(&mut self) -> Result<Bloom, IndexFileError> {
+        let k = self.u8()?;
+        let n = self.count(8)?;
+        if n == 0 || !n.is_power_of_two() || k == 0 {
+            return Err(IndexFileError("bad bloom filter"));
+        }
+        let words = (0..n).map(|_| self.u64()).collect::<Result<_, _>>()?;
+        Ok(Bloom { k, words })
+    }
+}
+
+pub fn decode_index_file(bytes: &[u8]) -> Result<SealedIndex, IndexFileError> {
+    if bytes.len() < 4 {
+        return Err(IndexFileError("truncated"));
+    }
+    let (body, crc) = bytes.split_at(bytes.len() - 4);
+    if crc32fast::hash(body) != u32::from_le_bytes(crc.try_into().unwrap()) {
+        return Err(IndexFileError("checksum mismatch"));
+    }
+    let mut c = Cursor(body);
+    if c.bytes(8)? != INDEX_MAGIC {
+        return Err(IndexFileError("bad magic"));
+    }
+    if c.u16()? != INDEX_FORMAT_VERSION {
+        return Err(IndexFileError("unsupported format version"));
+    }
+    let segment = c.u32()?;
+    let data_end = c.u64()?;
+    let mut index = SegmentIndex::default();
+    for _ in 0..c.count(28)? {
+        let id = EventId(Uuid::from_bytes(c.bytes(16)?.try_into().unwrap()));
+        let pos = Pos {
+            offset: c.u64()?,
+            slot: c.u32()?,
+        };
+        index.events.insert(id, pos);
+    }
+    for _ in 0..c.count(35)? {
+        let partition = PartitionId(c.u16()?);
+        let len = c.u8()? as usize;
+        let stream =
+            StreamId::from_bytes(c.bytes(len)?).map_err(|_| IndexFileError("invalid stream id"))?;
+        let partition_key = PartitionKey(Uuid::from_bytes(c.bytes(16)?.try_into().unwrap()));
+        let first = c.u64()?;
+        let run = c.run(first)?;
+        index
+            .streams
+            .insert((partition, stream), StreamRun { partition_key, run });
+    }
+    for _ in 0..c.count(14)? {
+        let partition = PartitionId(c.u16()?);
+        let first = c.u64()?;
+        index.partitions.insert(partition, c.run(first)?);
+    }
+    let event_bloom = c.bloom()?;
+    let stream_bloom = c.bloom()?;
+    if !c.0.is_empty() {
+        return Err(IndexFileError("trailing bytes"));
+    }
+    Ok(SealedIndex {
+        segment,
+        data_end,
+        index,
+        event_bloom,
+        stream_bloom,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::TransactionId;
+    use crate::store::record::EventRecord;
+
+    fn sample() -> SealedIndex {
+        let mut index = SegmentIndex::default();
+        for t in 0..20u64 {
+            let record = TransactionRecord {
+                transaction_id: TransactionId(Uuid::from_u128(t as u128)),
+                partition_key: PartitionKey(Uuid::from_u128(1)),
+                partition_id: PartitionId((t % 3) as u16),
+                first_sequence: PartitionSeq(t / 3 * 2),
+                events: (0..2)
+                    .map(|i| EventRecord {
+                        event_id: EventId(Uuid::from_u128((t * 2 + i) as u128 + 1000)),
+                        stream_id: StreamId::new(&format!("s{}", t % 3)).unwrap(),
+                        stream_version: StreamVersion(t / 3 * 2 + i),
+                        event_name: String::new(),
+                        timestamp_ms: 0,
+                        metadata: Default::default(),
+                        payload: Default::default(),
+                    })
+                    .collect(),
+            };
+            index.insert(t * 100, &record);
+        }
+        SealedIndex::build(4, 2000, index)
+    }
+
+    #[test]
+    fn index_file_round_trips_and_finds_everything() {
+        let sealed = sample();
+        let bytes = encode_index_file(&sealed);
+        let decoded = decode_index_file(&bytes).unwrap();
+        assert_eq!(decoded, sealed);
+        for (id, pos) in &sealed.index.events {
+            assert_eq!(decoded.event(id), Some(*pos));
+        }
+        let key = (PartitionId(1), StreamId::new("s1").unwrap());
+        let run = decoded.stream(&key).unwrap();
+        assert_eq!(run.first, 0);
+        assert_eq!(run.positions.len(), 14);
+        assert_eq!(
+            decoded.index.partition_seq(PartitionId(1), PartitionSeq(3)),
+            Some(Pos {
+                offset: 400,
+                slot: 1
+            })
+        );
+    }
+
+    #[test]
+    fn every_truncation_and_bit_flip_of_an_index_file_is_rejected() {
+        let bytes = encode_index_file(&sample());
+        for len in (0..bytes.len()).step_by(7) {
+            assert!(decode_index_file(&bytes[..len]).is_err());
+        }
+        for bit in (0..bytes.len() * 8).step_by(13) {
+            let mut flipped = bytes.clone();
+            flipped[bit / 8] ^= 1 << (bit % 8);
+            assert!(decode_index_file(&flipped).is_err(), "bit {bit}");
+        }
+    }
+
+    #[test]
+    fn bloom_has_no_false_negatives_and_few_false_positives() {
+        let mut bloom = Bloom::with_capacity(1000);
+        for i in 0..1000u64 {
+            bloom.insert(mix64(i));
+        }
+        assert!((0..1000u64).all(|i| bloom.may_contain(mix64(i))));
+        let false_positives = (1000..101_000u64)
+            .filter(|i| bloom.may_contain(mix64(*i)))
+            .count();
+        assert!(false_positives < 3000, "{false_positives} false positives");
+    }
+}

@@ -1,0 +1,96 @@
+//! The inodes of the simulated tree: files with written and durable bytes, and directories
+//! with current and durable entries.
+
+use std::collections::BTreeMap;
+
+/// An inode number. Never reused, so a stale number can only miss, never alias.
+pub(super) type Ino = u64;
+
+pub(super) enum Node {
+    File(FileNode),
+    Dir(DirNode),
+}
+
+/// A file's bytes as readers see them now (`written`) and as a crash would find them
+/// (`durable`), with what happened in between.
+///
+/// Invariant: applying `pending` in order to `durable` gives `written`. `sync` and
+/// `crash` rely on it to persist or replay operations without copying whole files.
+#[derive(Default)]
+pub(super) struct FileNode {
+    pub(super) written: Vec<u8>,
+    pub(super) durable: Vec<u8>,
+    pub(super) pending: Vec<PendingOp>,
+    /// Handles of the current generation that point here; they keep an unlinked file alive,
+    /// as on POSIX.
+    pub(super) open_handles: u64,
+}
+
+impl FileNode {
+    /// XORs the byte at `offset` with `xor` wherever it is stored: written, durable, and the
+    /// pending writes that cover it (so replaying them keeps the damage). `false`, changing
+    /// nothing, if `offset` is past both the written and the durable end.
+    pub(super) fn corrupt(&mut self, offset: usize, xor: u8) -> bool {
+        if offset >= self.written.len() && offset >= self.durable.len() {
+            return false;
+        }
+        for bytes in [&mut self.written, &mut self.durable] {
+            if let Some(byte) = bytes.get_mut(offset) {
+                *byte ^= xor;
+            }
+        }
+        for op in &mut self.pending {
+            if let PendingOp::Write {
+                offset: start,
+                bytes,
+            } = op
+                && let Some(byte) = offset.checked_sub(*start).and_then(|i| bytes.get_mut(i))
+            {
+                *byte ^= xor;
+            }
+        }
+        true
+    }
+}
+
+/// A directory's entries now, and as the last `sync_dir` left them.
+#[derive(Default)]
+pub(super) struct DirNode {
+    pub(super) entries: BTreeMap<String, Ino>,
+    pub(super) durable: BTreeMap<String, Ino>,
+}
+
+/// One change to a file since its last sync, in the order it happened.
+pub(super) enum PendingOp {
+    /// The bytes as they landed (after any misdirection), at `offset`. Never empty.
+    Write {
+        offset: usize,
+        bytes: Vec<u8>,
+    },
+    Truncate {
+        len: usize,
+    },
+}
+
+impl PendingOp {
+    /// Applies the whole operation to `content`.
+    pub(super) fn apply_to(&self, content: &mut Vec<u8>) {
+        match self {
+            PendingOp::Write { offset, bytes } => write_into(content, *offset, bytes),
+            PendingOp::Truncate { len } => content.resize(*len, 0),
+        }
+    }
+}
+
+/// Writes `bytes` at `offset`, zero-filling any gap past the end, like `pwrite`. An empty
+/// `bytes` changes nothing, not even the length (a torn write that kept no sector).
+pub(super) fn write_into(content: &mut Vec<u8>, offset: usize, bytes: &[u8]) {
+    if bytes.is_empty() {
+        return;
+    }
+    let end = offset + bytes.len();
+    if content.len() < end {
+        content.resize(end, 0);
+    }
+    content[offset..end].copy_from_slice(bytes);
+}
