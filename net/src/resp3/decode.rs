@@ -1,0 +1,471 @@
+//! Decoding: bytes in, [`Frame`]s out.
+//!
+//! [`decode`] works in two passes over the buffer:
+//!
+//! 1. [`frame_len`] walks the frame one *token* (a header line, a scalar or a blob) at a
+//!    time, without allocating frames or copying data. It answers "is a whole frame
+//!    buffered, and how long is it?" and enforces every [`Limits`] bound the moment the
+//!    relevant header is read. Nesting is tracked in a small explicit stack, not by
+//!    recursion, so hostile nesting cannot overflow the thread's stack. Blob contents are
+//!    skipped by length, so a large blob arriving in many reads costs one length check per
+//!    read, not a rescan of its bytes.
+//! 2. Only when the frame is complete is it split off the buffer (zero-copy) and [`build`]
+//!    turns its tokens into a [`Frame`], slicing blobs out of the split bytes. The build
+//!    recurses, but only as deep as pass 1 allowed.
+//!
+//! Both passes read tokens with the same [`read_token`], so validation lives in one place.
+//!
+//! A frame whose first byte is not a RESP type byte is an inline command (see
+//! [`inline`](super::inline)).
+
+use bytes::{Bytes, BytesMut};
+
+use super::frame::{Frame, FrameKind};
+use super::inline;
+
+/// Bounds on what one frame may claim or contain, so a peer cannot make the decoder allocate
+/// or scan without limit. Each bound is checked as soon as the header that would break it is
+/// read, before waiting for (or allocating) the data it announces.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest whole frame, headers and nested frames included.
+    pub max_frame_bytes: usize,
+    /// Largest blob string, blob error or verbatim string.
+    pub max_bulk_bytes: usize,
+    /// Largest announced aggregate length (pairs, for maps and attributes), and the most
+    /// arguments an inline command may have.
+    pub max_elements: usize,
+    /// Deepest nesting of aggregates (attributes count as a level). Values above
+    /// [`MAX_DEPTH_CEILING`] act as the ceiling, because building a frame recurses once per
+    /// level.
+    pub max_depth: usize,
+    /// Longest line the decoder will look through for its CRLF: an inline command, and also
+    /// the text of any line-terminated item (simple string or error, integer, double, big
+    /// number, header). A peer that never sends a line ending fails here, not at
+    /// `max_frame_bytes`.
+    pub max_inline_bytes: usize,
+}
+
+/// The deepest nesting [`decode`] will ever build, whatever [`Limits::max_depth`] says.
+pub const MAX_DEPTH_CEILING: usize = 512;
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_frame_bytes: 64 << 20,
+            max_bulk_bytes: 64 << 20,
+            max_elements: 1 << 20,
+            max_depth: 32,
+            max_inline_bytes: 64 << 10,
+        }
+    }
+}
+
+/// Why a frame could not be decoded.
+///
+/// Every variant is the peer's fault, and the bytes after the bad frame cannot be trusted to
+/// start a new one, so the caller should reply `-ERR Protocol error: {error}` and close the
+/// connection. The messages are written for that reply. The limit variants ([`is_limit`])
+/// name the [`Limits`] field that was exceeded.
+///
+/// [`is_limit`]: DecodeError::is_limit
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("invalid type byte 0x{byte:02x}")]
+    InvalidTypeByte { byte: u8 },
+    #[error("expected CRLF after {kind}")]
+    MissingCrlf { kind: FrameKind },
+    #[error("invalid {kind} length")]
+    InvalidLength { kind: FrameKind },
+    #[error("invalid integer")]
+    InvalidInteger,
+    #[error("invalid double")]
+    InvalidDouble,
+    #[error("invalid boolean: expected 't' or 'f'")]
+    InvalidBoolean,
+    #[error("invalid big number: expected an optional sign and decimal digits")]
+    InvalidBigNumber,
+    #[error("invalid null: expected nothing between '_' and CRLF")]
+    InvalidNull,
+    #[error("invalid verbatim string: expected a three-byte format and ':'")]
+    InvalidVerbatim,
+    #[error("streamed {kind}s are not supported")]
+    Streamed { kind: FrameKind },
+    #[error("unbalanced quotes in inline request")]
+    UnbalancedQuotes,
+
+    #[error("{kind} length {len} exceeds max_bulk_bytes ({max})")]
+    BulkTooLarge {
+        kind: FrameKind,
+        len: u64,
+        max: usize,
+    },
+    #[error("{kind} length {len} exceeds max_elements ({max})")]
+    TooManyElements {
+        kind: FrameKind,
+        len: u64,
+        max: usize,
+    },
+    #[error("nesting exceeds max_depth ({max})")]
+    TooDeep { max: usize },
+    #[error("frame exceeds max_frame_bytes ({max})")]
+    FrameTooLarge { max: usize },
+    #[error("line exceeds max_inline_bytes ({max})")]
+    LineTooLong { max: usize },
+}
+
+impl DecodeError {
+    /// Whether a [`Limits`] bound was exceeded, as opposed to the bytes being malformed.
+    pub fn is_limit(&self) -> bool {
+        matches!(
+            self,
+            DecodeError::BulkTooLarge { .. }
+                | DecodeError::TooManyElements { .. }
+                | DecodeError::TooDeep { .. }
+                | DecodeError::FrameTooLarge { .. }
+                | DecodeError::LineTooLong { .. }
+        )
+    }
+}
+
+/// Decodes the frame at the start of `buf`.
+///
+/// - `Ok(Some(frame))`: exactly that frame's bytes were removed from `buf`; pipelined frames
+///   behind it are left for the next call.
+/// - `Ok(None)`: `buf` holds only part of a frame (or nothing). Nothing was consumed; read
+///   more bytes onto the end of `buf` and call again.
+/// - `Err(_)`: the bytes are malformed or break `limits`; close the connection (see
+///   [`DecodeError`]). What `buf` holds afterwards is unspecified.
+///
+/// Each call rescans the buffered part of the frame (headers only: blob data is skipped by
+/// length), so read in large chunks rather than byte by byte.
+pub fn decode(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Frame>, DecodeError> {
+    let Some(&first) = buf.first() else {
+        return Ok(None);
+    };
+    if FrameKind::from_type_byte(first).is_none() {
+        return inline::decode(buf, limits);
+    }
+    let Some(len) = frame_len(buf, limits)? else {
+        return Ok(None);
+    };
+    let bytes = buf.split_to(len).freeze();
+    let mut pos = 0;
+    let frame = build(&bytes, &mut pos, limits);
+    debug_assert_eq!(pos, len, "build and frame_len disagree on the frame's end");
+    Ok(Some(frame))
+}
+
+/// One item read from the buffer: a whole scalar frame, or the header of an aggregate whose
+/// children follow. Slices borrow the buffer, so reading a token never copies.
+#[derive(Debug)]
+enum Token<'a> {
+    SimpleString(&'a [u8]),
+    SimpleError(&'a [u8]),
+    Integer(i64),
+    BlobString(&'a [u8]),
+    BlobError(&'a [u8]),
+    Verbatim {
+        format: [u8; 3],
+        data: &'a [u8],
+    },
+    Null,
+    Double(f64),
+    Boolean(bool),
+    BigNumber(&'a str),
+    /// `len` is the announced length, already checked against `max_elements`.
+    Aggregate {
+        kind: FrameKind,
+        len: usize,
+    },
+}
+
+/// How many frames follow an aggregate header of `kind` announcing `len`.
+fn child_count(kind: FrameKind, len: usize) -> usize {
+    match kind {
+        FrameKind::Map => len.saturating_mul(2),
+        // The pairs, then the frame they are attached to.
+        FrameKind::Attribute => len.saturating_mul(2).saturating_add(1),
+        _ => len,
+    }
+}
+
+/// The length of the whole frame at the start of `buf`, or `None` if it is not all buffered.
+/// Checks everything: once this returns `Some`, [`build`] cannot fail.
+fn frame_len(buf: &[u8], limits: &Limits) -> Result<Option<usize>, DecodeError> {
+    let max_depth = limits.max_depth.min(MAX_DEPTH_CEILING);
+    // How many children each open aggregate still expects, innermost last. It holds at most
+    // `max_depth` entries, so its size does not depend on the input.
+    let mut open: Vec<usize> = Vec::new();
+    let mut pos = 0;
+    loop {
+        let Some((token, next)) = read_token(buf, pos, limits)? else {
+            // The frame runs past the end of the buffer, so it is longer than the buffer.
+            if buf.len() > limits.max_frame_bytes {
+                return Err(DecodeError::FrameTooLarge {
+                    max: limits.max_frame_bytes,
+                });
+            }
+            return Ok(None);
+        };
+        pos = next;
+        if let Token::Aggregate { kind, len } = token {
+            if open.len() >= max_depth {
+                return Err(DecodeError::TooDeep { max: max_depth });
+            }
+            let children = child_count(kind, len);
+            if children > 0 {
+                open.push(children);
+                continue;
+            }
+        }
+        // The token was a whole frame: count it against its parents, closing each one it
+        // completes, until one still expects more or the outermost frame is done.
+        loop {
+            let Some(remaining) = open.last_mut() else {
+                return Ok(Some(pos));
+            };
+            *remaining -= 1;
+            if *remaining > 0 {
+                break;
+            }
+            open.pop();
+        }
+    }
+}
+
+/// Builds the frame starting at `*pos` in `bytes` and advances `*pos` past it.
+///
+/// `bytes` must hold a frame that [`frame_len`] accepted with the same `limits`; anything else
+/// is a bug in this module, hence the panics.
+fn build(bytes: &Bytes, pos: &mut usize, limits: &Limits) -> Frame {
+    let (token, next) = read_token(bytes, *pos, limits)
+        .expect("frame_len validated this frame")
+        .expect("frame_len saw this frame complete");
+    *pos = next;
+    match token {
+        Token::SimpleString(text) => Frame::SimpleString(bytes.slice_ref(text)),
+        Token::SimpleError(text) => Frame::SimpleError(bytes.slice_ref(text)),
+        Token::Integer(n) => Frame::Integer(n),
+        Token::BlobString(data) => Frame::BlobString(bytes.slice_ref(data)),
+        Token::BlobError(data) => Frame::BlobError(bytes.slice_ref(data)),
+        Token::Verbatim { format, data } => Frame::VerbatimString {
+            format,
+            data: bytes.slice_ref(data),
+        },
+        Token::Null => Frame::Null,
+        Token::Double(x) => Frame::Double(x),
+        Token::Boolean(b) => Frame::Boolean(b),
+        Token::BigNumber(text) => Frame::BigNumber(text.to_owned()),
+        Token::Aggregate { kind, len } => match kind {
+            FrameKind::Array => Frame::Array(build_items(bytes, pos, len, limits)),
+            FrameKind::Set => Frame::Set(build_items(bytes, pos, len, limits)),
+            FrameKind::Push => Frame::Push(build_items(bytes, pos, len, limits)),
+            FrameKind::Map => Frame::Map(build_pairs(bytes, pos, len, limits)),
+            FrameKind::Attribute => Frame::Attribute {
+                attributes: build_pairs(bytes, pos, len, limits),
+                frame: Box::new(build(bytes, pos, limits)),
+            },
+            _ => unreachable!("{kind} is not an aggregate"),
+        },
+    }
+}
+
+// In the two functions below `len` is trusted: frame_len found all `len` children in the
+// buffer, so the allocations they make are bounded by bytes actually received.
+
+fn build_items(bytes: &Bytes, pos: &mut usize, len: usize, limits: &Limits) -> Vec<Frame> {
+    (0..len).map(|_| build(bytes, pos, limits)).collect()
+}
+
+fn build_pairs(bytes: &Bytes, pos: &mut usize, len: usize, limits: &Limits) -> Vec<(Frame, Frame)> {
+    (0..len)
+        .map(|_| (build(bytes, pos, limits), build(bytes, pos, limits)))
+        .collect()
+}
+
+/// Reads the token starting at `pos`, returning it and the position just after it, or `None`
+/// if it is not all buffered. Positions are relative to the start of the frame, which is the
+/// start of `buf`, so they double as the frame's size so far.
+fn read_token<'a>(
+    buf: &'a [u8],
+    pos: usize,
+    limits: &Limits,
+) -> Result<Option<(Token<'a>, usize)>, DecodeError> {
+    let Some(&byte) = buf.get(pos) else {
+        return Ok(None);
+    };
+    let kind = FrameKind::from_type_byte(byte).ok_or(DecodeError::InvalidTypeByte { byte })?;
+    let Some((line, after_line)) = read_line(buf, pos + 1, kind, limits)? else {
+        return Ok(None);
+    };
+    check_frame_size(after_line, limits)?;
+    let token = match kind {
+        FrameKind::SimpleString => Token::SimpleString(line),
+        FrameKind::SimpleError => Token::SimpleError(line),
+        FrameKind::Integer => Token::Integer(parse_integer(line)?),
+        FrameKind::Null if line.is_empty() => Token::Null,
+        FrameKind::Null => return Err(DecodeError::InvalidNull),
+        FrameKind::Double => Token::Double(parse_double(line)?),
+        FrameKind::Boolean => match line {
+            b"t" => Token::Boolean(true),
+            b"f" => Token::Boolean(false),
+            _ => return Err(DecodeError::InvalidBoolean),
+        },
+        FrameKind::BigNumber => Token::BigNumber(parse_big_number(line)?),
+        FrameKind::BlobString | FrameKind::BlobError | FrameKind::VerbatimString => {
+            return match parse_header_len(line, kind)? {
+                None => Ok(Some((Token::Null, after_line))),
+                Some(len) => read_blob(buf, after_line, kind, len, limits),
+            };
+        }
+        FrameKind::Array
+        | FrameKind::Map
+        | FrameKind::Set
+        | FrameKind::Attribute
+        | FrameKind::Push => match parse_header_len(line, kind)? {
+            None => Token::Null,
+            Some(len) => {
+                let len = usize::try_from(len)
+                    .ok()
+                    .filter(|&len| len <= limits.max_elements)
+                    .ok_or(DecodeError::TooManyElements {
+                        kind,
+                        len,
+                        max: limits.max_elements,
+                    })?;
+                Token::Aggregate { kind, len }
+            }
+        },
+    };
+    Ok(Some((token, after_line)))
+}
+
+/// Reads the line starting at `start` up to its CRLF: its content and the position after
+/// the CRLF, or `None` if the CRLF has not arrived yet.
+fn read_line<'a>(
+    buf: &'a [u8],
+    start: usize,
+    kind: FrameKind,
+    limits: &Limits,
+) -> Result<Option<(&'a [u8], usize)>, DecodeError> {
+    let max = limits.max_inline_bytes;
+    // Only look as far as the longest allowed line plus its CRLF, so a line that never ends
+    // costs at most that much scanning per call.
+    let window = &buf[start..buf.len().min(start.saturating_add(max).saturating_add(2))];
+    match window.iter().position(|&b| b == b'\n') {
+        Some(lf) if lf > 0 && window[lf - 1] == b'\r' => {
+            Ok(Some((&window[..lf - 1], start + lf + 1)))
+        }
+        Some(_) => Err(DecodeError::MissingCrlf { kind }),
+        None if window.len() >= max.saturating_add(2) => Err(DecodeError::LineTooLong { max }),
+        None => Ok(None),
+    }
+}
+
+/// Reads `len` bytes of blob data starting at `start`, and the CRLF after them.
+fn read_blob<'a>(
+    buf: &'a [u8],
+    start: usize,
+    kind: FrameKind,
+    len: u64,
+    limits: &Limits,
+) -> Result<Option<(Token<'a>, usize)>, DecodeError> {
+    let max = limits.max_bulk_bytes;
+    let len = usize::try_from(len)
+        .ok()
+        .filter(|&len| len <= max)
+        .ok_or(DecodeError::BulkTooLarge { kind, len, max })?;
+    let data_end = start.saturating_add(len);
+    let end = data_end.saturating_add(2);
+    // Checked before waiting for the data, so a frame cannot announce more than it may send.
+    check_frame_size(end, limits)?;
+    if buf.len() < end {
+        return Ok(None);
+    }
+    if &buf[data_end..end] != b"\r\n" {
+        return Err(DecodeError::MissingCrlf { kind });
+    }
+    let data = &buf[start..data_end];
+    let token = match kind {
+        FrameKind::BlobString => Token::BlobString(data),
+        FrameKind::BlobError => Token::BlobError(data),
+        FrameKind::VerbatimString => match data {
+            [a, b, c, b':', rest @ ..] => Token::Verbatim {
+                format: [*a, *b, *c],
+                data: rest,
+            },
+            _ => return Err(DecodeError::InvalidVerbatim),
+        },
+        _ => unreachable!("{kind} is not a blob"),
+    };
+    Ok(Some((token, end)))
+}
+
+/// Fails if a frame reaching `end` bytes would exceed `max_frame_bytes`.
+fn check_frame_size(end: usize, limits: &Limits) -> Result<(), DecodeError> {
+    if end > limits.max_frame_bytes {
+        return Err(DecodeError::FrameTooLarge {
+            max: limits.max_frame_bytes,
+        });
+    }
+    Ok(())
+}
+
+/// Parses the length in a blob or aggregate header. `None` is the RESP2 null (`$-1`, `*-1`),
+/// accepted only where RESP2 defines it.
+fn parse_header_len(text: &[u8], kind: FrameKind) -> Result<Option<u64>, DecodeError> {
+    match text {
+        b"-1" if matches!(kind, FrameKind::BlobString | FrameKind::Array) => Ok(None),
+        // `$?` and `*?` start RESP3 streamed strings and aggregates, which no Redis client
+        // sends as a request.
+        b"?" => Err(DecodeError::Streamed { kind }),
+        _ if !text.is_empty() && text.iter().all(u8::is_ascii_digit) => {
+            // All digits, so the only possible failure is overflow.
+            let len = ascii(text)
+                .parse()
+                .map_err(|_| DecodeError::InvalidLength { kind })?;
+            Ok(Some(len))
+        }
+        _ => Err(DecodeError::InvalidLength { kind }),
+    }
+}
+
+fn parse_integer(text: &[u8]) -> Result<i64, DecodeError> {
+    let digits = match text {
+        [b'+' | b'-', digits @ ..] => digits,
+        digits => digits,
+    };
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return Err(DecodeError::InvalidInteger);
+    }
+    ascii(text).parse().map_err(|_| DecodeError::InvalidInteger)
+}
+
+/// Accepts what RESP3 sends (`1.5`, `-2e-3`, `inf`, `-inf`, `nan`) and whatever else Rust's
+/// float parser takes (`Infinity`, `.5`), since being lenient here costs nothing.
+fn parse_double(text: &[u8]) -> Result<f64, DecodeError> {
+    std::str::from_utf8(text)
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .ok_or(DecodeError::InvalidDouble)
+}
+
+fn parse_big_number(text: &[u8]) -> Result<&str, DecodeError> {
+    let digits = match text {
+        [b'+' | b'-', digits @ ..] => digits,
+        digits => digits,
+    };
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return Err(DecodeError::InvalidBigNumber);
+    }
+    Ok(ascii(text))
+}
+
+/// `text` as a `&str`; the caller has checked it is ASCII.
+fn ascii(text: &[u8]) -> &str {
+    std::str::from_utf8(text).expect("caller checked the text is ASCII")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,149 @@
+use bytes::{Bytes, BytesMut};
+
+use super::*;
+use crate::resp3::{Limits, decode};
+
+fn encoded(frame: &Frame, proto: Protocol) -> BytesMut {
+    let mut out = BytesMut::new();
+    encode(frame, proto, &mut out);
+    out
+}
+
+fn assert_encodes(frame: Frame, resp3: &[u8], resp2: &[u8]) {
+    assert_eq!(encoded(&frame, Protocol::Resp3), resp3, "RESP3 {frame:?}");
+    assert_eq!(encoded(&frame, Protocol::Resp2), resp2, "RESP2 {frame:?}");
+}
+
+#[test]
+fn strings_and_integers_are_the_same_in_both_protocols() {
+    assert_encodes(Frame::simple("OK"), b"+OK\r\n", b"+OK\r\n");
+    assert_encodes(
+        Frame::error("WRONGVER", "msg"),
+        b"-WRONGVER msg\r\n",
+        b"-WRONGVER msg\r\n",
+    );
+    assert_encodes(Frame::int(-3), b":-3\r\n", b":-3\r\n");
+    assert_encodes(Frame::bulk("hi"), b"$2\r\nhi\r\n", b"$2\r\nhi\r\n");
+    assert_encodes(Frame::bulk(""), b"$0\r\n\r\n", b"$0\r\n\r\n");
+    assert_encodes(
+        Frame::array(vec![Frame::int(1), Frame::bulk("a")]),
+        b"*2\r\n:1\r\n$1\r\na\r\n",
+        b"*2\r\n:1\r\n$1\r\na\r\n",
+    );
+}
+
+#[test]
+fn resp3_types_downgrade_for_resp2() {
+    assert_encodes(Frame::Null, b"_\r\n", b"$-1\r\n");
+    assert_encodes(Frame::boolean(true), b"#t\r\n", b":1\r\n");
+    assert_encodes(Frame::boolean(false), b"#f\r\n", b":0\r\n");
+    assert_encodes(Frame::double(1.5), b",1.5\r\n", b"$3\r\n1.5\r\n");
+    assert_encodes(Frame::double(f64::INFINITY), b",inf\r\n", b"$3\r\ninf\r\n");
+    assert_encodes(
+        Frame::BigNumber("-123456789012345678901234567890".into()),
+        b"(-123456789012345678901234567890\r\n",
+        b"$31\r\n-123456789012345678901234567890\r\n",
+    );
+    assert_encodes(
+        Frame::verbatim(*b"txt", "hello"),
+        b"=9\r\ntxt:hello\r\n",
+        b"$5\r\nhello\r\n",
+    );
+    assert_encodes(
+        Frame::BlobError(Bytes::from_static(b"SYNTAX bad")),
+        b"!10\r\nSYNTAX bad\r\n",
+        b"-SYNTAX bad\r\n",
+    );
+    assert_encodes(
+        Frame::map(vec![
+            (Frame::simple("a"), Frame::int(1)),
+            (Frame::simple("b"), Frame::Null),
+        ]),
+        b"%2\r\n+a\r\n:1\r\n+b\r\n_\r\n",
+        b"*4\r\n+a\r\n:1\r\n+b\r\n$-1\r\n",
+    );
+    assert_encodes(
+        Frame::set(vec![Frame::int(1)]),
+        b"~1\r\n:1\r\n",
+        b"*1\r\n:1\r\n",
+    );
+    assert_encodes(
+        Frame::push(vec![Frame::simple("message"), Frame::boolean(true)]),
+        b">2\r\n+message\r\n#t\r\n",
+        b"*2\r\n+message\r\n:1\r\n",
+    );
+    assert_encodes(
+        Frame::Attribute {
+            attributes: vec![(Frame::simple("ttl"), Frame::int(5))],
+            frame: Box::new(Frame::simple("v")),
+        },
+        b"|1\r\n+ttl\r\n:5\r\n+v\r\n",
+        b"+v\r\n",
+    );
+}
+
+#[test]
+fn nested_downgrades_apply_at_every_level() {
+    let frame = Frame::array(vec![Frame::map(vec![(
+        Frame::bulk("k"),
+        Frame::set(vec![Frame::Null, Frame::double(0.5)]),
+    )])]);
+    assert_encodes(
+        frame,
+        b"*1\r\n%1\r\n$1\r\nk\r\n~2\r\n_\r\n,0.5\r\n",
+        b"*1\r\n*2\r\n$1\r\nk\r\n*2\r\n$-1\r\n$3\r\n0.5\r\n",
+    );
+}
+
+#[test]
+fn line_breaks_in_line_items_become_spaces() {
+    assert_encodes(
+        Frame::error("ERR", "two\r\nlines"),
+        b"-ERR two  lines\r\n",
+        b"-ERR two  lines\r\n",
+    );
+    assert_encodes(Frame::simple("a\nb"), b"+a b\r\n", b"+a b\r\n");
+    assert_encodes(
+        Frame::BlobError(Bytes::from_static(b"ERR x\ny")),
+        b"!7\r\nERR x\ny\r\n",
+        b"-ERR x y\r\n",
+    );
+}
+
+#[test]
+fn doubles_use_resp3_spellings_for_special_values() {
+    assert_eq!(format_double(f64::INFINITY), "inf");
+    assert_eq!(format_double(f64::NEG_INFINITY), "-inf");
+    assert_eq!(format_double(f64::NAN), "nan");
+    assert_eq!(format_double(1.0), "1");
+    assert_eq!(format_double(-0.0), "-0");
+    assert_eq!(format_double(0.1), "0.1");
+    assert_eq!(format_double(1e300), "1e300");
+    assert_eq!(format_double(-2.5e-300), "-2.5e-300");
+    assert_eq!(format_double(123456.75), "123456.75");
+}
+
+#[test]
+fn doubles_round_trip_exactly() {
+    let values = [
+        0.1,
+        1.0 / 3.0,
+        -0.0,
+        f64::MAX,
+        f64::MIN,
+        f64::MIN_POSITIVE,
+        f64::EPSILON,
+        5e-324,
+        1e21,
+        2.0_f64.sqrt(),
+    ];
+    for x in values {
+        let text = format_double(x);
+        let back: f64 = text.parse().unwrap();
+        assert_eq!(back.to_bits(), x.to_bits(), "{x} printed as {text}");
+
+        let mut buf = encoded(&Frame::double(x), Protocol::Resp3);
+        let frame = decode(&mut buf, &Limits::default()).unwrap().unwrap();
+        assert!(matches!(frame, Frame::Double(y) if y.to_bits() == x.to_bits()));
+    }
+}
