@@ -17,6 +17,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use disk::{Disk, File, OpenMode};
@@ -169,6 +170,57 @@ fn collect_runs<D: Disk>(
     (out, false)
 }
 
+/// Counters of a bucket's writes, for benchmarks and `INFO`.
+#[derive(Debug, Default)]
+pub struct BucketStats {
+    /// Batches written (one `write_at` each, several when a batch seals a segment).
+    pub batches: AtomicU64,
+    /// fsyncs of segment data that covered appends.
+    pub syncs: AtomicU64,
+    pub transactions: AtomicU64,
+    pub events: AtomicU64,
+    pub bytes: AtomicU64,
+    pub seals: AtomicU64,
+}
+
+/// A copy of [`BucketStats`] at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    pub batches: u64,
+    pub syncs: u64,
+    pub transactions: u64,
+    pub events: u64,
+    pub bytes: u64,
+    pub seals: u64,
+}
+
+impl BucketStats {
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            batches: self.batches.load(Ordering::Relaxed),
+            syncs: self.syncs.load(Ordering::Relaxed),
+            transactions: self.transactions.load(Ordering::Relaxed),
+            events: self.events.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            seals: self.seals.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl std::ops::Add for StatsSnapshot {
+    type Output = StatsSnapshot;
+    fn add(self, o: StatsSnapshot) -> StatsSnapshot {
+        StatsSnapshot {
+            batches: self.batches + o.batches,
+            syncs: self.syncs + o.syncs,
+            transactions: self.transactions + o.transactions,
+            events: self.events + o.events,
+            bytes: self.bytes + o.bytes,
+            seals: self.seals + o.seals,
+        }
+    }
+}
+
 /// The shared, readable side of a bucket.
 pub struct BucketShared<D: Disk> {
     pub id: BucketId,
@@ -176,6 +228,7 @@ pub struct BucketShared<D: Disk> {
     pub(crate) view: RwLock<BucketView<D>>,
     max_body: u64,
     published: watch::Sender<u64>,
+    pub stats: BucketStats,
 }
 
 impl<D: Disk> BucketShared<D> {
@@ -186,6 +239,7 @@ impl<D: Disk> BucketShared<D> {
             view: RwLock::new(view),
             max_body,
             published: watch::Sender::new(0),
+            stats: BucketStats::default(),
         }
     }
 
@@ -749,6 +803,17 @@ impl<D: Disk> BucketWriter<D> {
             self.poisoned = Some(err.to_string());
             return Err(err);
         }
+        let stats = &self.shared.stats;
+        stats.batches.fetch_add(1, Ordering::Relaxed);
+        if self.config.sync == SyncPolicy::Always {
+            stats.syncs.fetch_add(1, Ordering::Relaxed);
+        }
+        stats
+            .transactions
+            .fetch_add(pending.len() as u64, Ordering::Relaxed);
+        let events: usize = pending.iter().map(|(_, r)| r.events.len()).sum();
+        stats.events.fetch_add(events as u64, Ordering::Relaxed);
+        stats.bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
         let end = self.write_end + buf.len() as u64;
         self.shared.publish(pending, end);
         self.write_end = end;
@@ -818,6 +883,7 @@ impl<D: Disk> BucketWriter<D> {
             durable_end: SEGMENT_HEADER_FRAME_BYTES,
         };
         self.write_end = SEGMENT_HEADER_FRAME_BYTES;
+        self.shared.stats.seals.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(
             bucket = self.shared.id.0,
             segment = old_id,

@@ -97,6 +97,14 @@ impl<D: Disk> Store<D> {
         &self.buckets
     }
 
+    /// Write counters summed over all buckets.
+    pub fn stats(&self) -> bucket::StatsSnapshot {
+        self.buckets
+            .iter()
+            .map(|b| b.stats.snapshot())
+            .fold(bucket::StatsSnapshot::default(), |a, b| a + b)
+    }
+
     /// A partition id given by number, checked against the partition count.
     pub fn partition(&self, id: u16) -> Result<PartitionId, InvalidInput> {
         if id >= self.config.partition_count {
