@@ -1,6 +1,11 @@
 //! Group commit through `Db` on tokio: concurrent appends share fsyncs, each is acknowledged
 //! only after a sync covers it, and a full disk fails appends cleanly until space returns.
 
+#![expect(
+    clippy::disallowed_methods,
+    reason = "the test harness drives tokio directly; the code under test goes through Env"
+)]
+
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
