@@ -1,1 +1,50 @@
-fn main() {}
+//! `sierradb`: the server and its admin commands.
+
+mod bench;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sierradb",
+    version,
+    about = "SierraDB: a durable event store speaking RESP3",
+    long_about = "SierraDB: a durable event store speaking RESP3 (redis-cli and any Redis client work).\n\nEvery acknowledged append is on stable storage (group-commit fsync)."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Measure performance and print numbers.
+    Bench(BenchArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct BenchArgs {
+    /// Drive the store in process through the real disk (no network).
+    #[arg(long)]
+    embedded: bool,
+    /// Print one JSON line per workload instead of text.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    embedded_args: bench::embedded::EmbeddedArgs,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Bench(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            if !args.embedded {
+                anyhow::bail!("only --embedded is available so far");
+            }
+            runtime.block_on(bench::embedded::run(args.embedded_args, args.json))
+        }
+    }
+}
