@@ -31,7 +31,11 @@ struct BenchArgs {
     #[arg(long)]
     json: bool,
     #[command(flatten)]
+    common: bench::Common,
+    #[command(flatten, next_help_heading = "With --embedded")]
     embedded_args: bench::embedded::EmbeddedArgs,
+    #[command(flatten, next_help_heading = "Over RESP (without --embedded)")]
+    resp_args: bench::resp::RespArgs,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -41,10 +45,15 @@ fn main() -> anyhow::Result<()> {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            if !args.embedded {
-                anyhow::bail!("only --embedded is available so far");
+            if args.embedded {
+                runtime.block_on(bench::embedded::run(
+                    args.embedded_args,
+                    args.common,
+                    args.json,
+                ))
+            } else {
+                runtime.block_on(bench::resp::run(args.resp_args, args.common, args.json))
             }
-            runtime.block_on(bench::embedded::run(args.embedded_args, args.json))
         }
     }
 }

@@ -72,7 +72,11 @@ fn simulated_code_reaches_time_tasks_and_randomness_only_through_env() {
         let code = line.split("//").next().unwrap_or("");
         for pattern in forbidden {
             if code.contains(pattern) && !exempt(&file) {
-                found.push(format!("{}:{n}: {pattern}: {}", file.display(), line.trim()));
+                found.push(format!(
+                    "{}:{n}: {pattern}: {}",
+                    file.display(),
+                    line.trim()
+                ));
             }
         }
     }
@@ -94,5 +98,9 @@ fn every_select_is_biased() {
             }
         }
     }
-    assert!(found.is_empty(), "select! without biased;:\n{}", found.join("\n"));
+    assert!(
+        found.is_empty(),
+        "select! without biased;:\n{}",
+        found.join("\n")
+    );
 }

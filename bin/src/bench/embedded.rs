@@ -23,6 +23,7 @@ use db::{Db, StoreConfig, SyncPolicy};
 use disk::RealDisk;
 use uuid::Uuid;
 
+use super::Common;
 use super::stats::{Latencies, Report};
 
 #[derive(clap::Args, Debug, Clone)]
@@ -31,18 +32,9 @@ pub struct EmbeddedArgs {
     /// current directory, so the figures are those of the disk you will run on.
     #[arg(long, default_value = ".")]
     pub bench_dir: PathBuf,
-    /// Seconds per append workload.
-    #[arg(long, default_value_t = 3.0)]
-    pub seconds: f64,
     /// Concurrent writers for the concurrent workloads.
     #[arg(long, default_value_t = 64)]
     pub writers: usize,
-    /// Streams the concurrent writers spread over.
-    #[arg(long, default_value_t = 10_000)]
-    pub streams: usize,
-    /// Payload bytes per event.
-    #[arg(long, default_value_t = 200)]
-    pub payload: usize,
     /// Events stored before the random-get workload.
     #[arg(long, default_value_t = 1_000_000)]
     pub get_events: u64,
@@ -118,7 +110,7 @@ struct AppendWorkload<'a> {
 }
 
 async fn run_appends(
-    args: &EmbeddedArgs,
+    common: &Common,
     root: &Path,
     w: AppendWorkload<'_>,
     fsync_rate: f64,
@@ -135,7 +127,7 @@ async fn run_appends(
             .map(|i| StreamId::new(&format!("bench-{i}")).unwrap())
             .collect(),
     );
-    let payload = Bytes::from(vec![b'x'; args.payload]);
+    let payload = Bytes::from(vec![b'x'; common.payload]);
     let stop = Arc::new(AtomicBool::new(false));
     let before = db.store().stats();
     let start = Instant::now();
@@ -159,7 +151,7 @@ async fn run_appends(
             latencies
         }));
     }
-    tokio::time::sleep(Duration::from_secs_f64(args.seconds)).await;
+    tokio::time::sleep(Duration::from_secs_f64(common.seconds)).await;
     stop.store(true, Ordering::Relaxed);
     let mut latencies = Latencies::default();
     for t in tasks {
@@ -224,7 +216,7 @@ async fn load(dir: &Path, streams: usize, events: u64, payload: usize) -> anyhow
 }
 
 async fn run_reads(
-    args: &EmbeddedArgs,
+    common: &Common,
     root: &Path,
     name: &str,
     streams: usize,
@@ -232,7 +224,7 @@ async fn run_reads(
     scan: bool,
 ) -> anyhow::Result<Report> {
     let dir = root.join(name.replace(' ', "-"));
-    load(&dir, streams, events, args.payload).await?;
+    load(&dir, streams, events, common.payload).await?;
     let env = TokioEnv::new(TokioEnv::seed_from_clock());
     let (db, _) = Db::open(&env, &RealDisk, &dir, StoreConfig::default())?;
     let store = db.store().clone();
@@ -277,7 +269,7 @@ async fn run_reads(
             (latencies, events)
         }));
     }
-    tokio::time::sleep(Duration::from_secs_f64(args.seconds)).await;
+    tokio::time::sleep(Duration::from_secs_f64(common.seconds)).await;
     stop.store(true, Ordering::Relaxed);
     let mut latencies = Latencies::default();
     let mut total_events = 0;
@@ -303,17 +295,22 @@ async fn run_reads(
     })
 }
 
-pub async fn run(args: EmbeddedArgs, json: bool) -> anyhow::Result<()> {
+pub async fn run(args: EmbeddedArgs, common: Common, json: bool) -> anyhow::Result<()> {
     let root = args
         .bench_dir
         .join(format!("sierradb-bench-{}", std::process::id()));
     std::fs::create_dir_all(&root).with_context(|| format!("create {}", root.display()))?;
-    let result = run_all(&args, &root, json).await;
+    let result = run_all(&args, &common, &root, json).await;
     std::fs::remove_dir_all(&root).ok();
     result
 }
 
-async fn run_all(args: &EmbeddedArgs, root: &Path, json: bool) -> anyhow::Result<()> {
+async fn run_all(
+    args: &EmbeddedArgs,
+    common: &Common,
+    root: &Path,
+    json: bool,
+) -> anyhow::Result<()> {
     let fsync_rate = raw_fsync_rate(root)?;
     let wanted = |name: &str| args.only.as_deref().is_none_or(|o| name.contains(o));
     if !json {
@@ -334,38 +331,38 @@ async fn run_all(args: &EmbeddedArgs, root: &Path, json: bool) -> anyhow::Result
         AppendWorkload {
             name: "append concurrent writers",
             writers: args.writers,
-            streams: args.streams,
+            streams: common.streams,
             events_per_txn: 1,
             sync: SyncPolicy::Always,
         },
         AppendWorkload {
             name: "append 10-event transactions",
             writers: args.writers,
-            streams: args.streams,
+            streams: common.streams,
             events_per_txn: 10,
             sync: SyncPolicy::Always,
         },
         AppendWorkload {
             name: "append UNSAFE no fsync",
             writers: args.writers,
-            streams: args.streams,
+            streams: common.streams,
             events_per_txn: 1,
             sync: SyncPolicy::NeverUnsafe,
         },
     ];
     for w in appends {
         if wanted(w.name) {
-            let report = run_appends(args, root, w, fsync_rate).await?;
+            let report = run_appends(common, root, w, fsync_rate).await?;
             emit(&report, json);
             reports.push(report);
         }
     }
     if wanted("scan 1000 events") {
-        let report = run_reads(args, root, "scan 1000 events", 100, 100_000, true).await?;
+        let report = run_reads(common, root, "scan 1000 events", 100, 100_000, true).await?;
         emit(&report, json);
     }
     if wanted("get random id") {
-        let report = run_reads(args, root, "get random id", 1000, args.get_events, false).await?;
+        let report = run_reads(common, root, "get random id", 1000, args.get_events, false).await?;
         emit(&report, json);
     }
     Ok(())

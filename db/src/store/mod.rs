@@ -13,6 +13,7 @@
 //! parallel. Directory layout: [`layout`]; frame bytes: [`record`]; indexes: [`index`].
 
 pub mod bucket;
+pub mod check;
 pub mod group_commit;
 pub mod index;
 pub mod layout;
