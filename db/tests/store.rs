@@ -1,7 +1,7 @@
 //! The store on a real disk in a temporary directory: appends, reads, expected versions,
 //! idempotency, sealing, reopening, and recovery from damaged files.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use db::StoreConfig;
@@ -589,4 +589,85 @@ fn a_reopened_directory_must_keep_its_layout() {
         store::open(&RealDisk, dir.path(), bad),
         Err(StoreError::InvalidConfig(_))
     ));
+}
+
+/// Damage that a crash cannot explain must refuse to open and leave the bytes alone, never be
+/// cut away as if it were a torn tail.
+#[test]
+fn damage_a_crash_cannot_explain_refuses_to_open() {
+    type Damage = fn(&Path);
+    let open_segment = |root: &Path| root.join("bucket-000").join("segment-0000000002.log");
+    let cases: [(&str, Damage); 4] = [
+        ("flipped bit in the open segment's header", |root| {
+            let path = root.join("bucket-000").join("segment-0000000002.log");
+            let mut bytes = std::fs::read(&path).unwrap();
+            bytes[3] ^= 0x40;
+            std::fs::write(&path, bytes).unwrap();
+        }),
+        (
+            "flipped bit in a frame length in the open segment",
+            |root| {
+                let path = root.join("bucket-000").join("segment-0000000002.log");
+                let mut bytes = std::fs::read(&path).unwrap();
+                bytes[25 + 2] ^= 0x01;
+                std::fs::write(&path, bytes).unwrap();
+            },
+        ),
+        ("sealed segment cut at a frame boundary", |root| {
+            let path = root.join("bucket-000").join("segment-0000000000.log");
+            let bytes = std::fs::read(&path).unwrap();
+            let frame = db::store::record::decode_frame(&bytes[25..], 1 << 20).unwrap();
+            std::fs::write(&path, &bytes[..25 + frame.encoded_len() as usize]).unwrap();
+        }),
+        ("the last segment lost after a seal", |root| {
+            let dir = root.join("bucket-000");
+            std::fs::remove_file(dir.join("segment-0000000002.log")).unwrap();
+        }),
+    ];
+    for (what, damage) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut f = Fixture::open(&RealDisk, dir.path(), small_config());
+            // Enough events in bucket 0 for two sealed segments and frames in the third.
+            let mut n = 0u128;
+            while !open_segment(dir.path()).exists()
+                || std::fs::metadata(open_segment(dir.path())).unwrap().len() < 300
+            {
+                for s in 0..8 {
+                    let name = format!("stream-{s}");
+                    let key = PartitionKey::for_stream(&stream(&name));
+                    if f.store.config().bucket_of(f.store.partition_of(key).0) == 0 {
+                        n += 1;
+                        f.append(single(event(n, &name, ExpectedVersion::Any, "payload")))
+                            .unwrap();
+                    }
+                }
+            }
+        }
+        damage(dir.path());
+        let before: Vec<(PathBuf, Vec<u8>)> = walk(dir.path());
+        match store::open(&RealDisk, dir.path(), small_config()) {
+            Err(StoreError::Corrupt { .. }) => {}
+            Err(other) => panic!("{what}: {other}"),
+            Ok(_) => panic!("{what}: opened"),
+        }
+        assert_eq!(walk(dir.path()), before, "{what}: files changed");
+    }
+}
+
+fn walk(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push((path.clone(), std::fs::read(&path).unwrap()));
+        }
+    }
+    out
 }

@@ -434,15 +434,13 @@ pub(crate) fn create_segment<D: Disk>(
     Ok((path, file))
 }
 
-/// Writes a sealed segment's index file: temporary name, sync, rename. The caller syncs the
-/// directory.
-pub(crate) fn write_index_file<D: Disk>(
+/// Writes a sealed segment's index to its temporary name, synced; returns that name.
+pub(crate) fn write_index_temp<D: Disk>(
     disk: &D,
     dir: &Path,
     sealed: &SealedIndex,
-) -> Result<(), StoreError> {
+) -> Result<PathBuf, StoreError> {
     let temp = layout::index_temp_file(dir, sealed.segment);
-    let path = layout::index_file(dir, sealed.segment);
     let bytes = encode_index_file(sealed);
     let file = disk
         .open(&temp, OpenMode::CreateOrOpen)
@@ -451,6 +449,18 @@ pub(crate) fn write_index_file<D: Disk>(
         .and_then(|()| file.write_at(0, &bytes))
         .and_then(|()| file.sync())
         .map_err(|e| StoreError::io("write index", &temp, e))?;
+    Ok(temp)
+}
+
+/// Writes a sealed segment's index file: temporary name, sync, rename. The caller syncs the
+/// directory.
+pub(crate) fn write_index_file<D: Disk>(
+    disk: &D,
+    dir: &Path,
+    sealed: &SealedIndex,
+) -> Result<(), StoreError> {
+    let temp = write_index_temp(disk, dir, sealed)?;
+    let path = layout::index_file(dir, sealed.segment);
     disk.rename(&temp, &path)
         .map_err(|e| StoreError::io("rename", &temp, e))
 }
@@ -857,9 +867,19 @@ impl<D: Disk> BucketWriter<D> {
         };
         let dir = self.shared.dir.clone();
         let sealed = SealedIndex::build(old_id, self.write_end, index);
-        write_index_file(&self.disk, &dir, &sealed)?;
+        // Order matters for recovery: the next segment is created and made durable before the
+        // index is renamed into place, so an index file always has a successor segment, and
+        // an index without one means lost data rather than an interrupted seal.
+        let temp = write_index_temp(&self.disk, &dir, &sealed)?;
         let new_id = old_id + 1;
         let (new_path, new_file) = create_segment(&self.disk, &dir, self.shared.id, new_id)?;
+        self.disk
+            .sync_dir(&dir)
+            .map_err(|e| StoreError::io("sync directory", &dir, e))?;
+        let index_path = layout::index_file(&dir, old_id);
+        self.disk
+            .rename(&temp, &index_path)
+            .map_err(|e| StoreError::io("rename", &temp, e))?;
         self.disk
             .sync_dir(&dir)
             .map_err(|e| StoreError::io("sync directory", &dir, e))?;

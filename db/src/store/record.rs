@@ -191,7 +191,7 @@ pub struct TransactionRecord {
     pub events: Vec<EventRecord>,
 }
 
-const TXN_FIXED_BYTES: usize = 16 + 16 + 2 + 8 + 4;
+pub(crate) const TXN_FIXED_BYTES: usize = 16 + 16 + 2 + 8 + 4;
 const EVENT_FIXED_BYTES: usize = 16 + 8 + 8 + 1 + 1 + 4 + 4;
 
 impl TransactionRecord {

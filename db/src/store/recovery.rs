@@ -32,8 +32,8 @@ use crate::store::bucket::{
 use crate::store::index::{SealedIndex, SegmentIndex, decode_index_file};
 use crate::store::layout::{self, BucketEntry};
 use crate::store::record::{
-    FRAME_HEADER_BYTES, FrameError, SEGMENT_HEADER_FRAME_BYTES, TransactionRecord, decode_frame,
-    decode_segment_header,
+    FRAME_HEADER_BYTES, FrameError, KIND_SEGMENT_HEADER, KIND_TRANSACTION,
+    SEGMENT_HEADER_FRAME_BYTES, TransactionRecord, decode_frame, decode_segment_header,
 };
 use crate::store::segment::SegmentData;
 
@@ -292,13 +292,18 @@ pub(crate) fn open_bucket<D: Disk>(
         segments.push(0);
     }
     let open_id = *segments.last().expect("at least one segment");
-    for &id in indexes.iter().filter(|&&id| id >= open_id) {
-        // An index of the open segment is left over from a seal whose next segment did not
-        // survive the crash; the open segment's index lives in memory, rebuilt below.
-        let path = layout::index_file(&dir, id);
-        disk.remove_file(&path)
-            .map_err(|e| StoreError::io("remove", &path, e))?;
-        report.removed_files.push(format!("segment-{id:010}.idx"));
+    if let Some(&id) = indexes.iter().find(|&&id| id >= open_id) {
+        // A seal creates segment N+1 and syncs the directory before it renames N's index into
+        // place, so an index at or past the last segment means segments were lost, not that a
+        // seal was interrupted.
+        return Err(StoreError::corrupt(
+            layout::index_file(&dir, id),
+            0,
+            format!(
+                "index file of segment {id} exists but segment {} is missing",
+                id + 1
+            ),
+        ));
     }
 
     let mut continuity = Continuity::default();
@@ -312,7 +317,10 @@ pub(crate) fn open_bucket<D: Disk>(
         check_header(&map, bucket, id).map_err(|e| StoreError::corrupt(&path, 0, e))?;
         let index = match load_index(disk, &dir, id, map.len() as u64) {
             Ok(index) => index,
-            Err(why) => {
+            Err(IndexProblem::DataLost(why)) => {
+                return Err(StoreError::corrupt(&path, map.len() as u64, why));
+            }
+            Err(IndexProblem::Invalid(why)) => {
                 let (index, end, stop) = scan_frames(&map, max_body, |_, _| Ok(()))
                     .map_err(|(offset, e)| StoreError::corrupt(&path, offset, e))?;
                 if let Some(
@@ -356,8 +364,15 @@ pub(crate) fn open_bucket<D: Disk>(
     let bytes = file.map().map_err(|e| StoreError::io("read", &path, e))?;
     let len = bytes.len() as u64;
     let (index, end, file) = if let Err(why) = check_header(&bytes, bucket, open_id) {
-        if len > SEGMENT_HEADER_FRAME_BYTES && decode_frame(&bytes, 64).is_ok() {
-            return Err(StoreError::corrupt(&path, 0, why));
+        // A segment's header is synced before the directory entry that names the segment, and
+        // no frame is written before that, so a torn header can only be a short file. A bad
+        // header with bytes after it is damage: refuse rather than wipe what follows.
+        if len > SEGMENT_HEADER_FRAME_BYTES {
+            return Err(StoreError::corrupt(
+                &path,
+                0,
+                format!("{why}, with {len} bytes in the segment; run `sierradb check`"),
+            ));
         }
         // The header itself is torn: the segment was being created when the crash came, so
         // nothing after it can have been acknowledged.
@@ -432,20 +447,30 @@ pub(crate) fn open_bucket<D: Disk>(
     Ok((shared, writer, report))
 }
 
-/// Whether a frame that decodes sits right after the damaged one, taking its claimed length
-/// at face value. A torn tail has nothing valid after it.
+/// Whether any frame decodes after the damaged one at `offset`. A torn tail has nothing valid
+/// after it; damage in the middle (a flipped bit, even in a length field) does. Every later
+/// offset is tried, so a corrupt length cannot hide the frames that follow it.
 fn valid_frame_follows(bytes: &[u8], offset: u64, max_body: u64) -> bool {
-    let Some(header) = bytes.get(offset as usize..offset as usize + 4) else {
-        return false;
-    };
-    let len = u64::from(u32::from_le_bytes(header.try_into().unwrap()));
-    if len > max_body {
-        return false;
-    }
-    let next = offset + FRAME_HEADER_BYTES + len;
-    bytes
-        .get(next as usize..)
-        .is_some_and(|rest| decode_frame(rest, max_body).is_ok())
+    let header = FRAME_HEADER_BYTES as usize;
+    (offset as usize + 1..bytes.len().saturating_sub(header)).any(|at| {
+        let rest = &bytes[at..];
+        let kind = rest[8];
+        let len = u64::from(u32::from_le_bytes(rest[0..4].try_into().unwrap()));
+        // Cheap filters first; the CRC only for candidates that could be frames.
+        (kind == KIND_TRANSACTION || kind == KIND_SEGMENT_HEADER)
+            && len <= max_body
+            && (header as u64 + len) <= rest.len() as u64
+            && decode_frame(rest, max_body).is_ok()
+    })
+}
+
+/// Why a sealed segment's index file was not used.
+enum IndexProblem {
+    /// Missing or invalid: rebuild it from the data.
+    Invalid(String),
+    /// Valid, but it covers more data than the segment holds: frames were lost, and a rebuilt
+    /// index would hide that.
+    DataLost(String),
 }
 
 fn load_index<D: Disk>(
@@ -453,24 +478,35 @@ fn load_index<D: Disk>(
     dir: &Path,
     id: u32,
     data_len: u64,
-) -> Result<SealedIndex, String> {
+) -> Result<SealedIndex, IndexProblem> {
     let path = layout::index_file(dir, id);
     if !disk.exists(&path) {
-        return Err("missing".into());
+        return Err(IndexProblem::Invalid("missing".into()));
     }
     let file = disk
         .open(&path, OpenMode::Read)
-        .map_err(|e| format!("open: {e}"))?;
-    let bytes = file.map().map_err(|e| format!("read: {e}"))?;
-    let index = decode_index_file(&bytes).map_err(|e| e.to_string())?;
+        .map_err(|e| IndexProblem::Invalid(format!("open: {e}")))?;
+    let bytes = file
+        .map()
+        .map_err(|e| IndexProblem::Invalid(format!("read: {e}")))?;
+    let index = decode_index_file(&bytes).map_err(|e| IndexProblem::Invalid(e.to_string()))?;
     if index.segment != id {
-        return Err(format!("names segment {}", index.segment));
+        return Err(IndexProblem::Invalid(format!(
+            "names segment {}",
+            index.segment
+        )));
     }
-    if index.data_end > data_len || index.data_end < SEGMENT_HEADER_FRAME_BYTES {
-        return Err(format!(
-            "covers {} bytes but the segment has {data_len}",
+    if index.data_end < SEGMENT_HEADER_FRAME_BYTES {
+        return Err(IndexProblem::Invalid(format!(
+            "covers {} bytes",
             index.data_end
-        ));
+        )));
+    }
+    if index.data_end > data_len {
+        return Err(IndexProblem::DataLost(format!(
+            "sealed segment has {data_len} bytes but its index covers {}: frames were lost",
+            index.data_end
+        )));
     }
     Ok(index)
 }
