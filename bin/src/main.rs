@@ -1,6 +1,7 @@
 //! `sierradb`: the server and its admin commands.
 
 mod bench;
+mod serve;
 
 use clap::{Parser, Subcommand};
 
@@ -18,6 +19,9 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run the server (defaults: ./data, 127.0.0.1:9090). Options come from flags, then
+    /// SIERRADB_* environment variables, then --config FILE (TOML), then defaults.
+    Serve(serve::ServeArgs),
     /// Measure performance and print numbers.
     Bench(BenchArgs),
 }
@@ -41,6 +45,7 @@ struct BenchArgs {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Serve(args) => serve::run(args),
         Command::Bench(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

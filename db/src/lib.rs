@@ -4,9 +4,12 @@
 //! ([`store`]): append-only segment files per bucket, one CRC-checked frame per transaction,
 //! per-segment indexes with bloom filters, group-commit fsync, and crash recovery.
 //!
-//! What this crate is not: a network server or a runtime. It reaches time, tasks and
-//! randomness only through [`env::Env`] and files only through the `disk` crate's traits, so
-//! the same code runs under tokio on real files and inside the deterministic simulator.
+//! It also holds the client-facing [`server`] (RESP3 commands over any `net::Listener`).
+//!
+//! What this crate is not: a runtime, a socket implementation or a process. It reaches time,
+//! tasks and randomness only through [`env::Env`], files only through the `disk` crate's traits
+//! and connections only through `net::Listener`, so the same code runs under tokio on real
+//! files and sockets and inside the deterministic simulator.
 //!
 //! | module | what it holds |
 //! |---|---|
@@ -15,6 +18,7 @@
 //! | [`error`] | caller faults, unknown outcomes and storage faults, kept apart |
 //! | [`env`] | the `Env` trait and its tokio implementation |
 //! | [`store`] | the segment store: layout, records, indexes, recovery, group commit |
+//! | [`server`] | the RESP3 client server: command parsing, execution, replies, subscriptions |
 //!
 //! Invariants kept here, and checked by the crash tests and the simulator:
 //! - an append is acknowledged only after an fsync covers it, and a read never returns an
@@ -29,6 +33,7 @@ pub mod error;
 pub mod model;
 #[cfg(feature = "planted-bugs")]
 pub mod planted;
+pub mod server;
 pub mod store;
 
 pub use config::{StoreConfig, SyncPolicy};

@@ -1,0 +1,299 @@
+//! `sierradb serve`: configuration (flags > environment > file > defaults), the data
+//! directory lock, logging, signals, and the wiring of the real implementations.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use db::env::TokioEnv;
+use db::server::ServerConfig;
+use db::{Db, StoreConfig, SyncPolicy};
+use disk::RealDisk;
+use serde::Deserialize;
+
+/// Every option can come from a flag, from `SIERRADB_<NAME>` in the environment, or from the
+/// TOML file given with `--config` (keys as the long flag names with `_` for `-`); in that
+/// order of precedence, then the default.
+#[derive(clap::Args, Debug, Default)]
+pub struct ServeArgs {
+    /// TOML configuration file (keys: dir, client_address, partitions, buckets,
+    /// segment_size_bytes, max_transaction_bytes, sync, strict_versioning, max_connections,
+    /// log, log_format).
+    #[arg(long, short = 'c', env = "SIERRADB_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory [default: ./data].
+    #[arg(long, short = 'd', env = "SIERRADB_DIR")]
+    pub dir: Option<PathBuf>,
+    /// Address for RESP clients [default: 127.0.0.1:9090].
+    #[arg(long, env = "SIERRADB_CLIENT_ADDRESS")]
+    pub client_address: Option<SocketAddr>,
+    /// Partitions, fixed when the directory is created [default: 32].
+    #[arg(long, env = "SIERRADB_PARTITIONS")]
+    pub partitions: Option<u16>,
+    /// Buckets (storage logs; partition p lives in bucket p % buckets), fixed at creation
+    /// [default: 4].
+    #[arg(long, env = "SIERRADB_BUCKETS")]
+    pub buckets: Option<u16>,
+    /// Segment size in bytes, fixed at creation [default: 268435456].
+    #[arg(long, env = "SIERRADB_SEGMENT_SIZE_BYTES")]
+    pub segment_size_bytes: Option<u64>,
+    /// Largest transaction in bytes [default: 67108864].
+    #[arg(long, env = "SIERRADB_MAX_TRANSACTION_BYTES")]
+    pub max_transaction_bytes: Option<u64>,
+    /// `always` (acknowledge only after fsync) or `never-unsafe` (no fsync: acknowledged
+    /// appends can be lost on a crash; for measurements only) [default: always].
+    #[arg(long, env = "SIERRADB_SYNC")]
+    pub sync: Option<String>,
+    /// Reject `EXPECTED_VERSION any|exists` and appends without an expected version, as
+    /// SierraDB's `append.strict_versioning` does [default: false].
+    #[arg(long, env = "SIERRADB_STRICT_VERSIONING")]
+    pub strict_versioning: Option<bool>,
+    /// Most client connections at once [default: 10000].
+    #[arg(long, env = "SIERRADB_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Log filter, as RUST_LOG [default: info].
+    #[arg(long, env = "SIERRADB_LOG")]
+    pub log: Option<String>,
+    /// `text` or `json` logs [default: text].
+    #[arg(long, env = "SIERRADB_LOG_FORMAT")]
+    pub log_format: Option<String>,
+}
+
+/// The same options as read from the TOML file.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    dir: Option<PathBuf>,
+    client_address: Option<SocketAddr>,
+    partitions: Option<u16>,
+    buckets: Option<u16>,
+    segment_size_bytes: Option<u64>,
+    max_transaction_bytes: Option<u64>,
+    sync: Option<String>,
+    strict_versioning: Option<bool>,
+    max_connections: Option<usize>,
+    log: Option<String>,
+    log_format: Option<String>,
+}
+
+/// The resolved settings.
+#[derive(Debug, PartialEq)]
+pub struct Settings {
+    pub dir: PathBuf,
+    pub client_address: SocketAddr,
+    pub store: StoreConfig,
+    pub strict_versioning: bool,
+    pub max_connections: usize,
+    pub log: String,
+    pub json_logs: bool,
+}
+
+impl ServeArgs {
+    pub fn resolve(self) -> anyhow::Result<Settings> {
+        let file = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("read config file {}", path.display()))?;
+                toml::from_str::<FileConfig>(&text)
+                    .with_context(|| format!("parse config file {}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let defaults = StoreConfig::default();
+        let sync = match self.sync.or(file.sync).as_deref() {
+            None | Some("always") => SyncPolicy::Always,
+            Some("never-unsafe") => SyncPolicy::NeverUnsafe,
+            Some(other) => bail!("sync must be `always` or `never-unsafe`, not `{other}`"),
+        };
+        let json_logs = match self.log_format.or(file.log_format).as_deref() {
+            None | Some("text") => false,
+            Some("json") => true,
+            Some(other) => bail!("log format must be `text` or `json`, not `{other}`"),
+        };
+        let store = StoreConfig {
+            partition_count: self
+                .partitions
+                .or(file.partitions)
+                .unwrap_or(defaults.partition_count),
+            bucket_count: self
+                .buckets
+                .or(file.buckets)
+                .unwrap_or(defaults.bucket_count),
+            segment_size_bytes: self
+                .segment_size_bytes
+                .or(file.segment_size_bytes)
+                .unwrap_or(defaults.segment_size_bytes),
+            max_transaction_bytes: self
+                .max_transaction_bytes
+                .or(file.max_transaction_bytes)
+                .unwrap_or(defaults.max_transaction_bytes),
+            sync,
+            ..defaults
+        };
+        store.validate()?;
+        Ok(Settings {
+            dir: self.dir.or(file.dir).unwrap_or_else(|| "./data".into()),
+            client_address: self
+                .client_address
+                .or(file.client_address)
+                .unwrap_or_else(|| "127.0.0.1:9090".parse().unwrap()),
+            store,
+            strict_versioning: self
+                .strict_versioning
+                .or(file.strict_versioning)
+                .unwrap_or(false),
+            max_connections: self
+                .max_connections
+                .or(file.max_connections)
+                .unwrap_or(ServerConfig::default().max_connections),
+            log: self.log.or(file.log).unwrap_or_else(|| "info".into()),
+            json_logs,
+        })
+    }
+}
+
+fn init_logging(settings: &Settings) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&settings.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    if settings.json_logs {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Holds an exclusive lock on `<dir>/LOCK` for as long as it lives, so a second server on the
+/// same directory is refused instead of corrupting it.
+struct DirLock(#[expect(dead_code, reason = "held for its lock")] std::fs::File);
+
+fn lock_dir(dir: &Path) -> anyhow::Result<DirLock> {
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    let path = dir.join("LOCK");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(DirLock(file)),
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "{} is in use by another sierradb process (lock file {})",
+            dir.display(),
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("lock {}", path.display()))
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("install SIGTERM handler");
+    tokio::select! {
+        biased;
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+    }
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let settings = args.resolve()?;
+    init_logging(&settings);
+    let _lock = lock_dir(&settings.dir)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let env = TokioEnv::new(TokioEnv::seed_from_clock());
+        let (db, report) = Db::open(&env, &RealDisk, &settings.dir, settings.store.clone())
+            .with_context(|| format!("open data directory {}", settings.dir.display()))?;
+        for line in report.to_string().lines() {
+            tracing::info!(target: "sierradb::recovery", "{line}");
+        }
+        if settings.store.sync == SyncPolicy::NeverUnsafe {
+            tracing::warn!("sync = never-unsafe: acknowledged appends can be lost on a crash");
+        }
+        let listener = net::TokioListener::bind(settings.client_address)
+            .await
+            .with_context(|| format!("listen on {}", settings.client_address))?;
+        let address = net::Listener::local_addr(&listener)?;
+        tracing::info!(%address, dir = %settings.dir.display(), "sierradb listening");
+        let config = ServerConfig {
+            strict_versioning: settings.strict_versioning,
+            max_connections: settings.max_connections,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            ..ServerConfig::default()
+        };
+        db::server::serve(listener, env, db.clone(), config, shutdown_signal()).await?;
+        db.shutdown().await;
+        tracing::info!("all appends synced; bye");
+        anyhow::Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_environment_beat_file_beat_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sierradb.toml");
+        std::fs::write(
+            &file,
+            "partitions = 64\nbuckets = 8\nclient_address = \"127.0.0.1:7000\"\nstrict_versioning = true\n",
+        )
+        .unwrap();
+        // `buckets` from the file; `partitions` overridden by a flag; the rest defaults.
+        let args = ServeArgs {
+            config: Some(file.clone()),
+            partitions: Some(16),
+            ..Default::default()
+        };
+        let s = args.resolve().unwrap();
+        assert_eq!(s.store.partition_count, 16);
+        assert_eq!(s.store.bucket_count, 8);
+        assert_eq!(s.client_address, "127.0.0.1:7000".parse().unwrap());
+        assert!(s.strict_versioning);
+        assert_eq!(s.dir, PathBuf::from("./data"));
+        assert_eq!(s.store.sync, SyncPolicy::Always);
+
+        let defaults = ServeArgs::default().resolve().unwrap();
+        assert_eq!(defaults.client_address, "127.0.0.1:9090".parse().unwrap());
+        assert_eq!(defaults.store, StoreConfig::default());
+        assert!(!defaults.strict_versioning);
+
+        std::fs::write(&file, "partitons = 3\n").unwrap();
+        let err = ServeArgs {
+            config: Some(file),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("unknown field"), "{err:#}");
+
+        let err = ServeArgs {
+            sync: Some("sometimes".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(err.to_string().contains("never-unsafe"));
+    }
+
+    #[test]
+    fn a_second_lock_on_the_same_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = lock_dir(dir.path()).unwrap();
+        let err = lock_dir(dir.path()).err().unwrap();
+        assert!(err.to_string().contains("in use"), "{err}");
+        drop(first);
+        lock_dir(dir.path()).unwrap();
+    }
+}

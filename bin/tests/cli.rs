@@ -1,0 +1,366 @@
+//! The real `sierradb` binary, started on 127.0.0.1 with a free port, driven by the `redis`
+//! crate (RESP3) and by raw bytes: commands, configuration precedence, the directory lock,
+//! SIGTERM, and `kill -9` during a write burst.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use redis::Value;
+
+struct Server {
+    child: Child,
+    address: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    fn start(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Server {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sierradb"));
+        command
+            .arg("serve")
+            .arg("--dir")
+            .arg(dir)
+            .args(["--client-address", "127.0.0.1:0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in envs {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().expect("start sierradb");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let sink = log.clone();
+        // Keep draining stderr so the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.split("address=").nth(1) {
+                    let addr = rest.split_whitespace().next().unwrap_or("").to_string();
+                    let _ = tx.send(addr);
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let address = rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| {
+                let _ = child.kill();
+                panic!("server did not start: {:?}", log.lock().unwrap())
+            })
+            .parse()
+            .expect("address");
+        Server {
+            child,
+            address,
+            log,
+        }
+    }
+
+    fn redis(&self) -> redis::Connection {
+        let url = format!("redis://{}/?protocol=resp3", self.address);
+        redis::Client::open(url)
+            .unwrap()
+            .get_connection()
+            .expect("connect")
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    fn wait(mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "server did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn field<'a>(map: &'a Value, key: &str) -> &'a Value {
+    let Value::Map(entries) = map else {
+        panic!("not a map: {map:?}")
+    };
+    entries
+        .iter()
+        .find(|(k, _)| match k {
+            Value::SimpleString(s) => s == key,
+            Value::BulkString(b) => b == key.as_bytes(),
+            _ => false,
+        })
+        .map(|(_, v)| v)
+        .unwrap_or_else(|| panic!("no {key} in {map:?}"))
+}
+
+fn int(v: &Value) -> i64 {
+    match v {
+        Value::Int(n) => *n,
+        other => panic!("not an integer: {other:?}"),
+    }
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::SimpleString(s) => s.clone(),
+        Value::BulkString(b) => String::from_utf8(b.clone()).unwrap(),
+        other => panic!("not a string: {other:?}"),
+    }
+}
+
+#[test]
+fn a_redis_client_appends_scans_and_reads_over_resp3() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[], &[]);
+    let mut con = server.redis();
+    let pong: String = redis::cmd("PING").query(&mut con).unwrap();
+    assert_eq!(pong, "PONG");
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let reply: Value = redis::cmd("EAPPEND")
+            .arg("order-1")
+            .arg("Placed")
+            .arg("EXPECTED_VERSION")
+            .arg(if i == 0 {
+                "empty".to_string()
+            } else {
+                (i - 1).to_string()
+            })
+            .arg("PAYLOAD")
+            .arg(format!("{{\"n\":{i}}}"))
+            .query(&mut con)
+            .unwrap();
+        assert_eq!(int(field(&reply, "stream_version")), i);
+        ids.push(text(field(&reply, "event_id")));
+    }
+    let err = redis::cmd("EAPPEND")
+        .arg("order-1")
+        .arg("Placed")
+        .arg("EXPECTED_VERSION")
+        .arg("0")
+        .query::<Value>(&mut con)
+        .unwrap_err();
+    assert!(err.to_string().contains("WRONGVER"), "{err}");
+
+    let scan: Value = redis::cmd("ESCAN")
+        .arg("order-1")
+        .arg("-")
+        .arg("+")
+        .query(&mut con)
+        .unwrap();
+    let Value::Array(events) = field(&scan, "events") else {
+        panic!("{scan:?}")
+    };
+    assert_eq!(events.len(), 3);
+    assert_eq!(text(field(&events[2], "payload")), "{\"n\":2}");
+    assert_eq!(text(field(&events[1], "event_id")), ids[1]);
+
+    let got: Value = redis::cmd("EGET").arg(&ids[0]).query(&mut con).unwrap();
+    assert_eq!(text(field(&got, "stream_id")), "order-1");
+    let version: i64 = redis::cmd("ESVER").arg("order-1").query(&mut con).unwrap();
+    assert_eq!(version, 2);
+    let missing: Value = redis::cmd("ESVER").arg("nobody").query(&mut con).unwrap();
+    assert_eq!(missing, Value::Nil);
+}
+
+/// A raw RESP2 request/response over a socket, without any client library.
+fn raw(address: SocketAddr, request: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(address).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(request).unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).unwrap();
+    buf.truncate(n);
+    buf
+}
+
+#[test]
+fn plain_resp2_clients_and_garbage() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[], &[]);
+    assert_eq!(raw(server.address, b"*1\r\n$4\r\nPING\r\n"), b"+PONG\r\n");
+    let reply = raw(server.address, b"*1\r\n$7\r\nNOTACMD\r\n");
+    assert!(
+        reply.starts_with(b"-ERR unknown command 'NOTACMD'"),
+        "{reply:?}"
+    );
+    let reply = raw(server.address, b"$4294967296\r\n");
+    assert!(reply.starts_with(b"-ERR Protocol error"), "{reply:?}");
+    // The server is still up for others.
+    assert_eq!(raw(server.address, b"PING\r\n"), b"+PONG\r\n");
+}
+
+#[test]
+fn configuration_precedence_is_flags_then_environment_then_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sierradb.toml");
+    std::fs::write(&file, "partitions = 64\nbuckets = 2\n").unwrap();
+    let partitions = |server: &Server| -> i64 {
+        let mut con = server.redis();
+        let hello: Value = redis::cmd("HELLO").arg(3).query(&mut con).unwrap();
+        int(field(&hello, "num_partitions"))
+    };
+    let file_arg = file.to_str().unwrap();
+    let from_file = Server::start(&dir.path().join("a"), &["--config", file_arg], &[]);
+    assert_eq!(partitions(&from_file), 64);
+    drop(from_file);
+    let from_env = Server::start(
+        &dir.path().join("b"),
+        &["--config", file_arg],
+        &[("SIERRADB_PARTITIONS", "16")],
+    );
+    assert_eq!(partitions(&from_env), 16);
+    drop(from_env);
+    let from_flag = Server::start(
+        &dir.path().join("c"),
+        &["--config", file_arg, "--partitions", "8"],
+        &[("SIERRADB_PARTITIONS", "16")],
+    );
+    assert_eq!(partitions(&from_flag), 8);
+}
+
+#[test]
+fn a_second_server_on_the_same_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = Server::start(dir.path(), &[], &[]);
+    let output = Command::new(env!("CARGO_BIN_EXE_sierradb"))
+        .args(["serve", "--client-address", "127.0.0.1:0", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("in use by another sierradb process"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn sigterm_finishes_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[], &[]);
+    let mut con = server.redis();
+    let _: Value = redis::cmd("EAPPEND")
+        .arg("s")
+        .arg("E")
+        .query(&mut con)
+        .unwrap();
+    server.signal("TERM");
+    let log = server.log.clone();
+    let status = server.wait();
+    assert!(status.success(), "{status:?}: {:?}", log.lock().unwrap());
+}
+
+/// Appends from several connections until stopped; returns the acknowledged
+/// (event id, stream, version) triples.
+fn burst(address: SocketAddr, writers: usize, stop: Arc<AtomicBool>) -> Vec<(String, String, i64)> {
+    let handles: Vec<_> = (0..writers)
+        .map(|w| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut acked = Vec::new();
+                let Ok(client) = redis::Client::open(format!("redis://{address}/?protocol=resp3"))
+                else {
+                    return acked;
+                };
+                let Ok(mut con) = client.get_connection() else {
+                    return acked;
+                };
+                let stream = format!("burst-{w}");
+                while !stop.load(Ordering::Relaxed) {
+                    let reply: Result<Value, _> = redis::cmd("EAPPEND")
+                        .arg(&stream)
+                        .arg("E")
+                        .arg("PAYLOAD")
+                        .arg(format!("w{w}-{}", acked.len()))
+                        .query(&mut con);
+                    match reply {
+                        Ok(v) => acked.push((
+                            text(field(&v, "event_id")),
+                            stream.clone(),
+                            int(field(&v, "stream_version")),
+                        )),
+                        Err(_) => break,
+                    }
+                }
+                acked
+            })
+        })
+        .collect();
+    handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect()
+}
+
+#[test]
+fn kill_9_during_a_write_burst_loses_no_acknowledged_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let data: PathBuf = dir.path().to_owned();
+    let server = Server::start(&data, &[], &[]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let address = server.address;
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || burst(address, 8, stop))
+    };
+    std::thread::sleep(Duration::from_millis(700));
+    server.signal("KILL");
+    let acked = writer.join().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    drop(server);
+    assert!(
+        acked.len() > 50,
+        "only {} appends acknowledged",
+        acked.len()
+    );
+
+    let server = Server::start(&data, &[], &[]);
+    let mut con = server.redis();
+    for (id, stream, version) in &acked {
+        let got: Value = redis::cmd("EGET").arg(id).query(&mut con).unwrap();
+        assert_eq!(text(field(&got, "stream_id")), *stream, "event {id}");
+        assert_eq!(int(field(&got, "stream_version")), *version);
+    }
+    // Versions stay gapless: every stream scans 0..=last without holes.
+    for w in 0..8 {
+        let stream = format!("burst-{w}");
+        let scan: Value = redis::cmd("ESCAN")
+            .arg(&stream)
+            .arg("-")
+            .arg("+")
+            .arg("COUNT")
+            .arg(1_000_000)
+            .query(&mut con)
+            .unwrap();
+        let Value::Array(events) = field(&scan, "events") else {
+            panic!()
+        };
+        for (n, e) in events.iter().enumerate() {
+            assert_eq!(int(field(e, "stream_version")), n as i64);
+        }
+    }
+}

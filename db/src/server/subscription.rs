@@ -1,0 +1,602 @@
+//! Subscriptions (`ESUB`, `EPSUB`): history, then live events, with a window of unacknowledged
+//! deliveries.
+//!
+//! # Design: one reader, always the store
+//!
+//! Each subscription runs as one task, its *feed*. The feed keeps, per target (a stream or a
+//! partition), the next position it has not delivered, and it only ever learns of events by
+//! scanning the store from those positions. There is no separate live channel, so there is
+//! no hand-over from "history" to "live" that could drop, repeat or reorder an event: live
+//! events are simply history that was not there at the previous scan. When a full pass over
+//! the targets finds nothing new, the feed is caught up; it waits until a bucket it reads
+//! publishes new events (`BucketShared::subscribe_published`) and scans again. The receivers
+//! are marked seen *before* each pass, so an event published after a scan missed it always
+//! wakes the wait (see `Feed::wait_for_publish`). No gap, no duplicate, no reorder, by
+//! construction.
+//!
+//! Several targets are read in the order given, round-robin: each pass reads at most
+//! [`SCAN_BATCH`] events of each target in turn, so a target with a long history cannot hold
+//! the others back and the interleaving is deterministic.
+//!
+//! # Window and acknowledgements
+//!
+//! Deliveries of a subscription are numbered by a *cursor* from 0 (SierraDB's rule,
+//! `research/sierradb.md` §1.5): delivery `c` is sent only when `c < window` if nothing was
+//! acknowledged, or `c <= last_ack + window` after `EACK <id> <last_ack>`. Acks are monotonic:
+//! acknowledging a cursor at or below the last ack changes nothing, and acknowledging one that
+//! was not delivered yet is refused. A feed waiting on its window holds back only itself.
+//!
+//! # Memory
+//!
+//! A feed holds at most one scan batch and sends through its connection's bounded queue
+//! ([`DELIVERY_QUEUE`]); when the client reads slowly the queue fills and the feeds of that
+//! connection wait, while other connections keep flowing.
+//!
+//! # Lifetime
+//!
+//! Subscriptions live as long as their connection (or until `EUNSUB`/`RESET`): nothing is
+//! persisted server-side. Dropping a [`SubscriptionHandle`] closes its ack channel, which
+//! stops the feed at its next wait.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::Poll;
+
+use disk::Disk;
+use tokio::sync::{mpsc, watch};
+use uuid::Uuid;
+
+use super::errors::ServerError;
+use crate::env::Env;
+use crate::error::StoreError;
+use crate::model::{
+    BucketId, Event, PartitionId, PartitionKey, PartitionSeq, StreamId, StreamVersion,
+};
+use crate::store::{Scan, Store};
+
+/// Most events a feed reads from one target in one pass (and so holds in memory at once).
+pub const SCAN_BATCH: usize = 32;
+/// Deliveries queued between a connection's feeds and the connection, which writes them.
+pub const DELIVERY_QUEUE: usize = 64;
+
+/// What a subscription reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// One stream, by partition key and id; positions are stream versions.
+    Stream {
+        partition_key: PartitionKey,
+        stream_id: StreamId,
+    },
+    /// One partition; positions are partition sequences.
+    Partition(PartitionId),
+}
+
+impl Target {
+    /// The position of `event` on this target: its version or its sequence.
+    fn position_of(&self, event: &Event) -> u64 {
+        match self {
+            Target::Stream { .. } => event.stream_version.0,
+            Target::Partition(_) => event.partition_sequence.0,
+        }
+    }
+}
+
+/// Where a target starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// After the last event stored when the subscription is created: live events only.
+    Latest,
+    /// At this version or sequence (inclusive); history first.
+    At(u64),
+}
+
+/// Limits on the subscriptions of one connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SubscriptionLimits {
+    pub max_per_connection: usize,
+    pub default_window: u32,
+    pub max_window: u32,
+}
+
+/// One message from a feed to its connection.
+#[derive(Debug)]
+pub struct Delivery {
+    pub subscription: Uuid,
+    pub item: DeliveryItem,
+}
+
+#[derive(Debug)]
+pub enum DeliveryItem {
+    Event {
+        cursor: u64,
+        event: Event,
+    },
+    /// The feed could not read the store and stopped.
+    Failed(StoreError),
+}
+
+/// What the connection should tell its client about a [`Delivery`].
+#[derive(Debug)]
+pub enum Received {
+    Message {
+        subscription: Uuid,
+        cursor: u64,
+        event: Event,
+    },
+    /// The subscription ended on a read error; `remaining` subscriptions are left.
+    Failed {
+        subscription: Uuid,
+        error: StoreError,
+        remaining: usize,
+    },
+}
+
+/// The connection's side of one subscription: the ack channel to its feed and what the client
+/// has been sent.
+#[derive(Debug)]
+pub struct SubscriptionHandle {
+    acks: watch::Sender<Option<u64>>,
+    /// Deliveries handed to the connection so far (the next cursor it will see).
+    delivered: u64,
+    last_ack: Option<u64>,
+    _counted: Counted,
+}
+
+impl SubscriptionHandle {
+    /// Acknowledges every delivery up to and including `cursor`.
+    fn ack(&mut self, cursor: u64) -> Result<(), ServerError> {
+        if cursor >= self.delivered {
+            return Err(ServerError::AckBeyondDelivered {
+                cursor,
+                delivered: self.delivered,
+            });
+        }
+        if self.last_ack.is_some_and(|last| cursor <= last) {
+            return Ok(());
+        }
+        self.last_ack = Some(cursor);
+        self.acks.send_replace(Some(cursor));
+        Ok(())
+    }
+}
+
+/// Counts a live subscription in the server-wide total while it exists.
+#[derive(Debug)]
+struct Counted(Arc<AtomicUsize>);
+
+impl Counted {
+    fn new(total: &Arc<AtomicUsize>) -> Self {
+        total.fetch_add(1, Ordering::Relaxed);
+        Counted(total.clone())
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The subscriptions of one connection: their handles, and the queue their feeds deliver into.
+pub struct Subscriptions<E: Env, D: Disk> {
+    env: E,
+    store: Store<D>,
+    limits: SubscriptionLimits,
+    handles: BTreeMap<Uuid, SubscriptionHandle>,
+    deliveries_tx: mpsc::Sender<Delivery>,
+    deliveries_rx: mpsc::Receiver<Delivery>,
+    /// Live subscriptions on the whole server.
+    total: Arc<AtomicUsize>,
+    /// Held by every feed; the server waits for all clones to drop before `serve` returns.
+    tasks_alive: mpsc::Sender<()>,
+}
+
+impl<E: Env, D: Disk> Subscriptions<E, D> {
+    pub fn new(
+        env: E,
+        store: Store<D>,
+        limits: SubscriptionLimits,
+        total: Arc<AtomicUsize>,
+        tasks_alive: mpsc::Sender<()>,
+    ) -> Self {
+        let (deliveries_tx, deliveries_rx) = mpsc::channel(DELIVERY_QUEUE);
+        Subscriptions {
+            env,
+            store,
+            limits,
+            handles: BTreeMap::new(),
+            deliveries_tx,
+            deliveries_rx,
+            total,
+            tasks_alive,
+        }
+    }
+
+    /// Subscriptions on this connection.
+    pub fn len(&self) -> usize {
+        self.handles.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.handles.is_empty()
+    }
+
+    /// Starts a subscription and returns its id. `Start::Latest` is resolved here, before the
+    /// reply, so every event appended after the client sees the reply is delivered and no
+    /// event stored before it is.
+    pub fn subscribe(
+        &mut self,
+        targets: Vec<(Target, Start)>,
+        window: Option<u64>,
+    ) -> Result<Uuid, ServerError> {
+        if self.handles.len() >= self.limits.max_per_connection {
+            return Err(ServerError::TooManySubscriptions {
+                max: self.limits.max_per_connection,
+            });
+        }
+        let window = window.unwrap_or(u64::from(self.limits.default_window));
+        if window > u64::from(self.limits.max_window) {
+            return Err(ServerError::WindowTooLarge {
+                window,
+                max: self.limits.max_window,
+            });
+        }
+        let mut published = BTreeMap::<BucketId, watch::Receiver<u64>>::new();
+        let positions = targets
+            .into_iter()
+            .map(|(target, start)| {
+                let partition = match &target {
+                    Target::Stream { partition_key, .. } => self.store.partition_of(*partition_key),
+                    Target::Partition(partition) => *partition,
+                };
+                let bucket = self.store.bucket_of(partition);
+                published
+                    .entry(bucket.id)
+                    .or_insert_with(|| bucket.subscribe_published());
+                let next = match start {
+                    Start::At(position) => position,
+                    Start::Latest => self.next_position(&target),
+                };
+                Position { target, next }
+            })
+            .collect();
+        let id = self.env.new_uuid();
+        let (acks_tx, acks_rx) = watch::channel(None);
+        let feed = Feed {
+            id,
+            store: self.store.clone(),
+            positions,
+            window,
+            cursor: 0,
+            acks: acks_rx,
+            deliveries: self.deliveries_tx.clone(),
+            published: published.into_values().collect(),
+            _alive: self.tasks_alive.clone(),
+        };
+        self.env.spawn("subscription", Box::pin(feed.run()));
+        self.handles.insert(
+            id,
+            SubscriptionHandle {
+                acks: acks_tx,
+                delivered: 0,
+                last_ack: None,
+                _counted: Counted::new(&self.total),
+            },
+        );
+        Ok(id)
+    }
+
+    /// The position after the last event stored now: where `FROM LATEST` starts.
+    fn next_position(&self, target: &Target) -> u64 {
+        match target {
+            Target::Stream {
+                partition_key,
+                stream_id,
+            } => self
+                .store
+                .stream_version(*partition_key, stream_id)
+                .map_or(0, |v| v.0 + 1),
+            Target::Partition(partition) => self
+                .store
+                .partition_sequence(*partition)
+                .map_or(0, |s| s.0 + 1),
+        }
+    }
+
+    /// `EACK <id> <cursor>`.
+    pub fn ack(&mut self, id: Uuid, cursor: u64) -> Result<(), ServerError> {
+        self.handles
+            .get_mut(&id)
+            .ok_or(ServerError::SubscriptionNotFound)?
+            .ack(cursor)
+    }
+
+    /// `EUNSUB <id>`: stops the subscription and returns how many remain.
+    pub fn unsubscribe(&mut self, id: Uuid) -> Result<usize, ServerError> {
+        self.handles
+            .remove(&id)
+            .ok_or(ServerError::SubscriptionNotFound)?;
+        Ok(self.handles.len())
+    }
+
+    /// Stops every subscription of the connection (`RESET`).
+    pub fn clear(&mut self) {
+        self.handles.clear();
+    }
+
+    /// Waits for the next delivery of any feed of this connection.
+    pub async fn next_delivery(&mut self) -> Delivery {
+        self.deliveries_rx
+            .recv()
+            .await
+            .expect("the connection holds a sender, so the queue never closes")
+    }
+
+    /// The next delivery if one is queued.
+    pub fn try_next_delivery(&mut self) -> Option<Delivery> {
+        self.deliveries_rx.try_recv().ok()
+    }
+
+    /// Records a delivery as sent to the client and says what to send; `None` for a delivery
+    /// of a subscription that has since been stopped.
+    pub fn accept(&mut self, delivery: Delivery) -> Option<Received> {
+        let handle = self.handles.get_mut(&delivery.subscription)?;
+        match delivery.item {
+            DeliveryItem::Event { cursor, event } => {
+                debug_assert_eq!(cursor, handle.delivered, "feeds deliver cursors in order");
+                handle.delivered = cursor + 1;
+                Some(Received::Message {
+                    subscription: delivery.subscription,
+                    cursor,
+                    event,
+                })
+            }
+            DeliveryItem::Failed(error) => {
+                self.handles.remove(&delivery.subscription);
+                Some(Received::Failed {
+                    subscription: delivery.subscription,
+                    error,
+                    remaining: self.handles.len(),
+                })
+            }
+        }
+    }
+}
+
+/// A target and the next position of it to deliver.
+struct Position {
+    target: Target,
+    next: u64,
+}
+
+/// The subscriber is gone (unsubscribed, reset or disconnected): the feed stops.
+struct Gone;
+
+/// The task behind one subscription.
+struct Feed<D: Disk> {
+    id: Uuid,
+    store: Store<D>,
+    positions: Vec<Position>,
+    window: u64,
+    /// The cursor of the next delivery.
+    cursor: u64,
+    /// The last acknowledged cursor; closed when the subscription is dropped.
+    acks: watch::Receiver<Option<u64>>,
+    deliveries: mpsc::Sender<Delivery>,
+    /// One receiver per bucket the targets live in.
+    published: Vec<watch::Receiver<u64>>,
+    _alive: mpsc::Sender<()>,
+}
+
+impl<D: Disk> Feed<D> {
+    async fn run(mut self) {
+        loop {
+            // Everything published before this line is visible to the scans of the pass below;
+            // anything published after it changes a receiver and wakes `wait_for_publish`.
+            for receiver in &mut self.published {
+                receiver.mark_unchanged();
+            }
+            let delivered = match self.pass().await {
+                Ok(delivered) => delivered,
+                Err(Gone) => return,
+            };
+            if delivered {
+                // There may be more: scan again before waiting.
+                continue;
+            }
+            // HAND-OVER POINT, caught up -> waiting for live events. Every target has been read
+            // to its end as of the mark above, so waiting for a change since that mark misses
+            // nothing; scanning again from the same positions repeats nothing.
+            if self.wait_for_publish().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// One round-robin pass: up to [`SCAN_BATCH`] events of each target, within the window.
+    /// Returns whether anything was delivered.
+    async fn pass(&mut self) -> Result<bool, Gone> {
+        let mut delivered = false;
+        for i in 0..self.positions.len() {
+            let allowance = self.wait_for_window().await?;
+            let limit = usize::try_from(allowance)
+                .unwrap_or(usize::MAX)
+                .min(SCAN_BATCH);
+            let scan = match self.scan(&self.positions[i], limit) {
+                Ok(scan) => scan,
+                Err(error) => {
+                    self.fail(error).await;
+                    return Err(Gone);
+                }
+            };
+            for event in scan.events {
+                let position = &mut self.positions[i];
+                let at = position.target.position_of(&event);
+                debug_assert_eq!(at, position.next, "store scans are gapless");
+                position.next = at + 1;
+                self.send(event).await?;
+                delivered = true;
+            }
+        }
+        Ok(delivered)
+    }
+
+    fn scan(&self, position: &Position, limit: usize) -> Result<Scan, StoreError> {
+        match &position.target {
+            Target::Stream {
+                partition_key,
+                stream_id,
+            } => self.store.scan_stream(
+                *partition_key,
+                stream_id,
+                StreamVersion(position.next),
+                None,
+                limit,
+            ),
+            Target::Partition(partition) => {
+                self.store
+                    .scan_partition(*partition, PartitionSeq(position.next), None, limit)
+            }
+        }
+    }
+
+    /// Waits until the window admits the next cursor; returns how many cursors it admits.
+    async fn wait_for_window(&mut self) -> Result<u64, Gone> {
+        loop {
+            let end = match *self.acks.borrow_and_update() {
+                None => self.window,
+                Some(last_ack) => last_ack.saturating_add(1).saturating_add(self.window),
+            };
+            if self.cursor < end {
+                return Ok(end - self.cursor);
+            }
+            self.acks.changed().await.map_err(|_| Gone)?;
+        }
+    }
+
+    async fn send(&mut self, event: Event) -> Result<(), Gone> {
+        let permit = reserve(&mut self.acks, &self.deliveries).await?;
+        permit.send(Delivery {
+            subscription: self.id,
+            item: DeliveryItem::Event {
+                cursor: self.cursor,
+                event,
+            },
+        });
+        self.cursor += 1;
+        Ok(())
+    }
+
+    /// Tells the connection that the subscription ends on a read error.
+    async fn fail(&mut self, error: StoreError) {
+        tracing::warn!(subscription = %self.id, %error, "subscription stopped on a read error");
+        if let Ok(permit) = reserve(&mut self.acks, &self.deliveries).await {
+            permit.send(Delivery {
+                subscription: self.id,
+                item: DeliveryItem::Failed(error),
+            });
+        }
+    }
+
+    /// The hand-over point from history to live: the last pass found nothing new, so wait
+    /// until a bucket of the targets publishes, then the caller scans again. Correct because
+    /// the receivers were marked seen before that pass: a publish the pass could not see
+    /// happened after the mark, so it has changed a receiver and this returns at once.
+    /// An ack while idle also returns (harmlessly: the next pass finds nothing and waits again).
+    async fn wait_for_publish(&mut self) -> Result<(), Gone> {
+        let mut changes: Vec<_> = self
+            .published
+            .iter_mut()
+            .map(|receiver| Box::pin(receiver.changed()))
+            .collect();
+        // Polled in bucket order, so which change wins does not depend on a hasher or a scheduler.
+        let any_published = std::future::poll_fn(|cx| {
+            for change in &mut changes {
+                if let Poll::Ready(result) = change.as_mut().poll(cx) {
+                    return Poll::Ready(result);
+                }
+            }
+            Poll::Pending
+        });
+        tokio::select! {
+            biased;
+            acked = self.acks.changed() => acked.map_err(|_| Gone),
+            published = any_published => published.map_err(|_| Gone),
+        }
+    }
+}
+
+/// Waits for room in the connection's queue, or for the subscriber to go away.
+async fn reserve<'a>(
+    acks: &mut watch::Receiver<Option<u64>>,
+    deliveries: &'a mpsc::Sender<Delivery>,
+) -> Result<mpsc::Permit<'a, Delivery>, Gone> {
+    loop {
+        tokio::select! {
+            biased;
+            // An ack changes nothing here; a closed ack channel means the subscriber is gone.
+            acked = acks.changed() => acked.map_err(|_| Gone)?,
+            permit = deliveries.reserve() => return permit.map_err(|_| Gone),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn handle(delivered: u64) -> (SubscriptionHandle, watch::Receiver<Option<u64>>) {
+        let (acks, rx) = watch::channel(None);
+        let total = Arc::new(AtomicUsize::new(0));
+        let handle = SubscriptionHandle {
+            acks,
+            delivered,
+            last_ack: None,
+            _counted: Counted::new(&total),
+        };
+        (handle, rx)
+    }
+
+    #[test]
+    fn acks_are_monotonic_and_bounded_by_deliveries() {
+        let (mut handle, rx) = handle(5);
+        assert!(matches!(
+            handle.ack(5),
+            Err(ServerError::AckBeyondDelivered {
+                cursor: 5,
+                delivered: 5
+            })
+        ));
+        handle.ack(3).unwrap();
+        assert_eq!(*rx.borrow(), Some(3));
+        // Lower or equal acks are accepted and change nothing.
+        handle.ack(1).unwrap();
+        handle.ack(3).unwrap();
+        assert_eq!(*rx.borrow(), Some(3));
+        handle.ack(4).unwrap();
+        assert_eq!(*rx.borrow(), Some(4));
+    }
+
+    #[test]
+    fn nothing_can_be_acked_before_a_delivery() {
+        let (mut handle, _rx) = handle(0);
+        assert!(matches!(
+            handle.ack(0),
+            Err(ServerError::AckBeyondDelivered { .. })
+        ));
+    }
+
+    #[test]
+    fn counted_tracks_live_subscriptions() {
+        let total = Arc::new(AtomicUsize::new(0));
+        let a = Counted::new(&total);
+        let b = Counted::new(&total);
+        assert_eq!(total.load(Ordering::Relaxed), 2);
+        drop(a);
+        assert_eq!(total.load(Ordering::Relaxed), 1);
+        drop(b);
+        assert_eq!(total.load(Ordering::Relaxed), 0);
+    }
+}
