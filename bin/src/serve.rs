@@ -168,9 +168,9 @@ fn init_logging(settings: &Settings) {
 
 /// Holds an exclusive lock on `<dir>/LOCK` for as long as it lives, so a second server on the
 /// same directory is refused instead of corrupting it.
-struct DirLock(#[expect(dead_code, reason = "held for its lock")] std::fs::File);
+pub struct DirLock(#[expect(dead_code, reason = "held for its lock")] std::fs::File);
 
-fn lock_dir(dir: &Path) -> anyhow::Result<DirLock> {
+pub fn lock_dir(dir: &Path) -> anyhow::Result<DirLock> {
     std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     let path = dir.join("LOCK");
     let file = std::fs::OpenOptions::new()

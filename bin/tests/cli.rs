@@ -364,3 +364,65 @@ fn kill_9_during_a_write_burst_loses_no_acknowledged_append() {
         }
     }
 }
+
+#[test]
+fn check_reports_a_torn_tail_and_repair_cuts_it_keeping_the_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[], &[]);
+    let mut con = server.redis();
+    for i in 0..20 {
+        let _: Value = redis::cmd("EAPPEND")
+            .arg(format!("s-{i}"))
+            .arg("E")
+            .query(&mut con)
+            .unwrap();
+    }
+    server.signal("TERM");
+    assert!(server.wait().success());
+    let segment = dir.path().join("bucket-000").join("segment-0000000000.log");
+    let clean_len = std::fs::metadata(&segment).unwrap().len();
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&segment)
+        .unwrap();
+    file.write_all(&[7u8; 13]).unwrap();
+    drop(file);
+
+    let check = |repair: bool| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sierradb"));
+        command.args(["check", "--dir"]).arg(dir.path());
+        if repair {
+            command.arg("--repair");
+        }
+        command.output().unwrap()
+    };
+    let out = check(false);
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{report}");
+    assert!(report.to_lowercase().contains("torn"), "{report}");
+    assert_eq!(std::fs::metadata(&segment).unwrap().len(), clean_len + 13);
+
+    let out = check(true);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(std::fs::metadata(&segment).unwrap().len(), clean_len);
+    let saved = dir
+        .path()
+        .join("bucket-000")
+        .join(format!("segment-0000000000.log.torn-{clean_len}"));
+    assert_eq!(std::fs::read(saved).unwrap(), vec![7u8; 13]);
+    assert!(check(false).status.success());
+
+    let server = Server::start(dir.path(), &[], &[]);
+    let mut con = server.redis();
+    for i in 0..20 {
+        let v: i64 = redis::cmd("ESVER")
+            .arg(format!("s-{i}"))
+            .query(&mut con)
+            .unwrap();
+        assert_eq!(v, 0);
+    }
+}
