@@ -1365,3 +1365,19 @@ async fn reply_bytes_resp3() {
 async fn reply_bytes_resp2() {
     insta::assert_snapshot!("transcript_resp2", transcript("HELLO 2").await);
 }
+
+/// Appends pipelined on one connection are submitted without waiting for each other's fsync,
+/// so they share group commits, while their expected versions still chain in request order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_appends_share_fsyncs_and_keep_their_order() {
+    let server = start(ServerConfig::default()).await;
+    let mut client = server.client().await;
+    let before = server.db.store().stats();
+    append_many(&mut client, "piped", 0, 200).await;
+    let after = server.db.store().stats();
+    assert_eq!(after.transactions - before.transactions, 200);
+    let syncs = after.syncs - before.syncs;
+    assert!(syncs <= 100, "{syncs} fsyncs for 200 pipelined appends");
+    let version = client.call("ESVER piped").await;
+    assert_eq!(version, Frame::int(199));
+}

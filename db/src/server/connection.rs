@@ -14,6 +14,7 @@
 //! which the connection writes what it owes (giving a client that does not read
 //! [`SHUTDOWN_FLUSH_GRACE`]) and closes.
 
+use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -31,10 +32,13 @@ use super::reply::{self, HelloInfo, InfoSnapshot};
 use super::subscription::{Delivery, Received, SubscriptionLimits, Subscriptions};
 use super::{Shared, execute, ok};
 use crate::env::Env;
+use crate::store::group_commit::PendingAppend;
 
 /// Flush mid-batch once this much is waiting, so a long pipeline of large replies does not
 /// buffer without bound.
 const WRITE_FLUSH_BYTES: usize = 1 << 20;
+/// Appends one connection may have in flight before it waits for their replies.
+const MAX_PENDING_APPENDS: usize = 1024;
 /// Buffers that grew beyond this for one large request or reply are replaced once empty.
 const RETAIN_BUFFER_BYTES: usize = 1 << 20;
 /// Subscription deliveries written per round of the loop.
@@ -60,6 +64,8 @@ pub(super) struct Connection<C, E: Env, D: Disk> {
     read_buf: BytesMut,
     write_buf: BytesMut,
     subscriptions: Subscriptions<E, D>,
+    /// Appends submitted to the store whose replies are not written yet, in request order.
+    pending: VecDeque<(execute::AppendKind, PendingAppend)>,
     stop: watch::Receiver<bool>,
     /// Keeps `serve` waiting until this connection has ended.
     _alive: mpsc::Sender<()>,
@@ -99,6 +105,7 @@ where
             read_buf: BytesMut::with_capacity(READ_CHUNK_BYTES),
             write_buf: BytesMut::new(),
             subscriptions,
+            pending: VecDeque::new(),
             stop,
             _alive: alive,
         }
@@ -120,7 +127,11 @@ where
             // 1. Every complete request, in order.
             loop {
                 if self.stopping() {
+                    self.finish_appends().await;
                     return self.flush().await;
+                }
+                if self.pending.len() >= MAX_PENDING_APPENDS {
+                    self.finish_appends().await;
                 }
                 let frame = match net::decode(&mut self.read_buf, &self.shared.config.limits) {
                     Ok(Some(frame)) => frame,
@@ -128,17 +139,20 @@ where
                     Err(error) => {
                         let error = ServerError::from(ProtocolError::from(error));
                         tracing::debug!(connection = self.id, %error, "protocol error");
+                        self.finish_appends().await;
                         self.write(&error.to_frame());
                         return self.flush().await;
                     }
                 };
                 if self.handle_request(frame).await == Flow::Close {
+                    self.finish_appends().await;
                     return self.flush().await;
                 }
                 if self.write_buf.len() >= WRITE_FLUSH_BYTES {
                     self.flush().await?;
                 }
             }
+            self.finish_appends().await;
             // 2. Pushes already queued.
             for _ in 0..DELIVERIES_PER_ROUND {
                 let Some(delivery) = self.subscriptions.try_next_delivery() else {
@@ -232,6 +246,7 @@ where
         let args = match request_args(frame) {
             Ok(args) => args,
             Err(error) => {
+                self.finish_appends().await;
                 self.write_error(&error.into());
                 return Flow::Close;
             }
@@ -240,19 +255,55 @@ where
         if args.is_empty() {
             return Flow::Continue;
         }
-        let result = match command::parse(&args, &self.shared.parse) {
-            Ok(command) => self.execute(command).await,
-            Err(error) => Err(error),
+        let command = match command::parse(&args, &self.shared.parse) {
+            Ok(command) => command,
+            Err(error) => return self.answer_error(error).await,
         };
-        match result {
-            Ok(flow) => flow,
-            Err(error) => {
-                self.write_error(&error);
-                if error.closes_connection() {
-                    Flow::Close
-                } else {
+        // Appends are submitted without waiting for their fsync, so the appends a client
+        // pipelines share one group commit; their replies are written in request order.
+        let submitted = match command {
+            Command::Append(append) => execute::prepare_append(&self.shared, append)
+                .map(|txn| (execute::AppendKind::Single, txn)),
+            Command::MultiAppend(append) => execute::prepare_multi_append(&self.shared, append)
+                .map(|txn| (execute::AppendKind::Multi, txn)),
+            other => {
+                // Anything else sees the effects of every append before it.
+                self.finish_appends().await;
+                return match self.execute(other).await {
+                    Ok(flow) => flow,
+                    Err(error) => self.answer_error(error).await,
+                };
+            }
+        };
+        match submitted {
+            Ok((kind, txn)) => match self.shared.db.submit(txn).await {
+                Ok(pending) => {
+                    self.pending.push_back((kind, pending));
                     Flow::Continue
                 }
+                Err(error) => self.answer_error(error.into()).await,
+            },
+            Err(error) => self.answer_error(error).await,
+        }
+    }
+
+    /// Writes an error reply after the replies of earlier appends.
+    async fn answer_error(&mut self, error: ServerError) -> Flow {
+        self.finish_appends().await;
+        self.write_error(&error);
+        if error.closes_connection() {
+            Flow::Close
+        } else {
+            Flow::Continue
+        }
+    }
+
+    /// Waits for every submitted append, in order, and writes its reply.
+    async fn finish_appends(&mut self) {
+        while let Some((kind, pending)) = self.pending.pop_front() {
+            match execute::append_reply(kind, pending.outcome().await) {
+                Ok(reply) => self.write(&reply),
+                Err(error) => self.write_error(&error),
             }
         }
     }
@@ -261,8 +312,9 @@ where
         let shared = self.shared.clone();
         let store = shared.db.store();
         let reply = match command {
-            Command::Append(append) => execute::append(&shared, append).await?,
-            Command::MultiAppend(append) => execute::multi_append(&shared, append).await?,
+            Command::Append(_) | Command::MultiAppend(_) => {
+                unreachable!("appends are submitted by handle_request, not executed here")
+            }
             Command::Get(id) => execute::get(store, id)?,
             Command::ScanStream(scan) => execute::scan_stream(store, &scan)?,
             Command::StreamVersion {

@@ -69,44 +69,62 @@ fn new_events<E: Env>(
         .collect())
 }
 
-async fn append_transaction<E: Env, D: Disk>(
+fn transaction<E: Env, D: Disk>(
     shared: &Shared<E, D>,
     partition_key: PartitionKey,
     specs: Vec<EventSpec>,
-) -> Result<crate::model::AppendOutcome, ServerError> {
+) -> Result<Transaction, ServerError> {
     let events = new_events(
         &shared.env,
         specs,
         partition_key,
         shared.config.strict_versioning,
     )?;
-    let transaction = Transaction {
+    Ok(Transaction {
         transaction_id: TransactionId(shared.env.new_uuid()),
         partition_key,
         events,
-    };
-    Ok(shared.db.append(transaction).await?)
+    })
 }
 
-/// `EAPPEND`.
-pub(super) async fn append<E: Env, D: Disk>(
+/// Which reply shape an append gets once its outcome is known.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum AppendKind {
+    /// `EAPPEND`.
+    Single,
+    /// `EMAPPEND`.
+    Multi,
+}
+
+/// The transaction of an `EAPPEND`, with the server's defaults filled in.
+pub(super) fn prepare_append<E: Env, D: Disk>(
     shared: &Shared<E, D>,
     command: Append,
-) -> Result<Frame, ServerError> {
+) -> Result<Transaction, ServerError> {
     let key = command
         .partition_key
         .unwrap_or_else(|| PartitionKey::for_stream(&command.event.stream_id));
-    let outcome = append_transaction(shared, key, vec![command.event]).await?;
-    Ok(reply::append(&outcome))
+    transaction(shared, key, vec![command.event])
 }
 
-/// `EMAPPEND`.
-pub(super) async fn multi_append<E: Env, D: Disk>(
+/// The transaction of an `EMAPPEND`.
+pub(super) fn prepare_multi_append<E: Env, D: Disk>(
     shared: &Shared<E, D>,
     command: MultiAppend,
+) -> Result<Transaction, ServerError> {
+    transaction(shared, command.partition_key, command.events)
+}
+
+/// The reply to an append, from its outcome.
+pub(super) fn append_reply(
+    kind: AppendKind,
+    outcome: Result<crate::model::AppendOutcome, crate::error::AppendError>,
 ) -> Result<Frame, ServerError> {
-    let outcome = append_transaction(shared, command.partition_key, command.events).await?;
-    Ok(reply::multi_append(&outcome))
+    let outcome = outcome?;
+    Ok(match kind {
+        AppendKind::Single => reply::append(&outcome),
+        AppendKind::Multi => reply::multi_append(&outcome),
+    })
 }
 
 /// `EGET`.

@@ -28,6 +28,19 @@ enum Job {
     Stop(oneshot::Sender<()>),
 }
 
+fn closed() -> AppendError {
+    AppendError::Unavailable(std::sync::Arc::new(StoreError::Closed))
+}
+
+/// A submitted append; [`PendingAppend::outcome`] resolves once it is durable (or refused).
+pub struct PendingAppend(oneshot::Receiver<Result<AppendOutcome, AppendError>>);
+
+impl PendingAppend {
+    pub async fn outcome(self) -> Result<AppendOutcome, AppendError> {
+        self.0.await.map_err(|_| closed())?
+    }
+}
+
 /// The store with its writers running as tasks: the API the server uses. Cheap to clone.
 pub struct Db<D: Disk> {
     store: Store<D>,
@@ -73,15 +86,22 @@ impl<D: Disk> Db<D> {
 
     /// Appends a transaction; resolves once it is durable (or refused).
     pub async fn append(&self, txn: Transaction) -> Result<AppendOutcome, AppendError> {
+        self.submit(txn).await?.outcome().await
+    }
+
+    /// Queues a transaction on its bucket's writer and returns at once with a handle to its
+    /// outcome. Transactions submitted one after another from one task are checked and
+    /// written in that order, so a connection can pipeline appends (even to one stream, with
+    /// expected versions) and have them share one fsync. Waits only when the queue is full.
+    pub async fn submit(&self, txn: Transaction) -> Result<PendingAppend, AppendError> {
         let partition = self.store.partition_of(txn.partition_key);
         let bucket = usize::from(self.store.config().bucket_of(partition.0));
         let (reply, answer) = oneshot::channel();
-        let closed = || AppendError::Unavailable(std::sync::Arc::new(StoreError::Closed));
         self.queues[bucket]
             .send(Job::Append { txn, reply })
             .await
             .map_err(|_| closed())?;
-        answer.await.map_err(|_| closed())?
+        Ok(PendingAppend(answer))
     }
 
     /// Finishes every append queued so far, then stops the writers. Appends after this fail
