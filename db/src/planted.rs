@@ -16,14 +16,17 @@ pub enum PlantedBug {
     VersionCheckOffByOne = 3,
     /// A retried event id is treated as a duplicate even when its content differs.
     IdempotencyIgnoresContent = 4,
+    /// Frames are decoded without comparing their CRC, so damaged bytes are served as data.
+    SkipCrcCheck = 5,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 4] = [
+    pub const ALL: [PlantedBug; 5] = [
         PlantedBug::AckBeforeSync,
         PlantedBug::RecoverKeepsTornTail,
         PlantedBug::VersionCheckOffByOne,
         PlantedBug::IdempotencyIgnoresContent,
+        PlantedBug::SkipCrcCheck,
     ];
 
     pub fn name(self) -> &'static str {
@@ -32,6 +35,7 @@ impl PlantedBug {
             PlantedBug::RecoverKeepsTornTail => "recover-keeps-torn-tail",
             PlantedBug::VersionCheckOffByOne => "version-check-off-by-one",
             PlantedBug::IdempotencyIgnoresContent => "idempotency-ignores-content",
+            PlantedBug::SkipCrcCheck => "skip-crc-check",
         }
     }
 

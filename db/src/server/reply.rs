@@ -25,7 +25,10 @@ fn blob_key(name: &'static str) -> Frame {
 
 /// A UUID as SierraDB sends it: a simple string, hyphenated, lower case.
 pub fn uuid(id: Uuid) -> Frame {
-    Frame::simple(id.to_string())
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    Frame::SimpleString(Bytes::copy_from_slice(
+        id.hyphenated().encode_lower(&mut text).as_bytes(),
+    ))
 }
 
 /// An unsigned count or position as a RESP integer (they never reach 2^63 in practice; if one

@@ -59,6 +59,7 @@ impl<D: Disk> OpenSegment<D> {
         SegmentData::Open {
             path: self.path.clone(),
             file: self.file.clone(),
+            end: self.durable_end,
         }
     }
 }

@@ -122,6 +122,11 @@ pub fn decode_frame(bytes: &[u8], max_body: u64) -> Result<Frame<'_>, FrameError
     }
     let body = &bytes[FRAME_HEADER_BYTES as usize..needed as usize];
     let computed = frame_crc(len, kind, body);
+    #[cfg(feature = "planted-bugs")]
+    let computed = match crate::planted::active(crate::planted::PlantedBug::SkipCrcCheck) {
+        true => stored,
+        false => computed,
+    };
     if computed != stored {
         return Err(FrameError::BadCrc { stored, computed });
     }

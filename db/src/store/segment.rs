@@ -8,15 +8,20 @@ use disk::{Disk, File, Mapped};
 use crate::error::StoreError;
 use crate::store::record::{FRAME_HEADER_BYTES, TransactionRecord, decode_frame};
 
+/// Bytes read at once from the open segment: most frames fit.
+const OPTIMISTIC_READ_BYTES: u64 = 4096;
+
 /// The bytes of one segment, shareable with readers outside the bucket lock.
 pub enum SegmentData<D: Disk> {
     /// A sealed segment: immutable, memory-mapped. Every read still verifies the CRC, since a
     /// map shows whatever the disk now holds.
     Sealed { path: Arc<PathBuf>, map: Mapped },
-    /// The open segment: read with `pread`, only below the durable end the caller passes.
+    /// The open segment: read with `pread`, only below `end`, its durable end when this
+    /// handle was taken.
     Open {
         path: Arc<PathBuf>,
         file: Arc<D::File>,
+        end: u64,
     },
 }
 
@@ -27,9 +32,10 @@ impl<D: Disk> Clone for SegmentData<D> {
                 path: path.clone(),
                 map: map.clone(),
             },
-            SegmentData::Open { path, file } => SegmentData::Open {
+            SegmentData::Open { path, file, end } => SegmentData::Open {
                 path: path.clone(),
                 file: file.clone(),
+                end: *end,
             },
         }
     }
@@ -62,11 +68,21 @@ impl<D: Disk> SegmentData<D> {
                     )
                 })?
             }
-            SegmentData::Open { file, .. } => {
-                let mut header = [0u8; FRAME_HEADER_BYTES as usize];
-                file.read_at(offset, &mut header)
+            SegmentData::Open { file, end, .. } => {
+                // One read usually covers the whole frame; a second one fetches the rest of a
+                // large frame.
+                let available = end.saturating_sub(offset);
+                let mut frame = vec![0u8; available.min(OPTIMISTIC_READ_BYTES) as usize];
+                if frame.len() < FRAME_HEADER_BYTES as usize {
+                    return Err(StoreError::corrupt(
+                        path.as_path(),
+                        offset,
+                        "frame starts past the durable end",
+                    ));
+                }
+                file.read_at(offset, &mut frame)
                     .map_err(|e| StoreError::io("read", path.as_path(), e))?;
-                let len = u64::from(u32::from_le_bytes(header[0..4].try_into().unwrap()));
+                let len = u64::from(u32::from_le_bytes(frame[0..4].try_into().unwrap()));
                 if len > max_body {
                     return Err(StoreError::corrupt(
                         path.as_path(),
@@ -74,9 +90,13 @@ impl<D: Disk> SegmentData<D> {
                         format!("frame length {len} exceeds the maximum {max_body}"),
                     ));
                 }
-                let mut frame = vec![0u8; (FRAME_HEADER_BYTES + len) as usize];
-                file.read_at(offset, &mut frame)
-                    .map_err(|e| StoreError::io("read", path.as_path(), e))?;
+                let total = (FRAME_HEADER_BYTES + len).min(available) as usize;
+                let have = frame.len();
+                if total > have {
+                    frame.resize(total, 0);
+                    file.read_at(offset + have as u64, &mut frame[have..])
+                        .map_err(|e| StoreError::io("read", path.as_path(), e))?;
+                }
                 owned = frame;
                 &owned
             }

@@ -1,7 +1,5 @@
 //! Encoding: [`Frame`]s out, in the protocol the connection speaks.
 
-use std::fmt::{self, Write as _};
-
 use bytes::{BufMut, BytesMut};
 
 use super::frame::{Frame, FrameKind};
@@ -40,7 +38,7 @@ pub fn encode(frame: &Frame, proto: Protocol, out: &mut BytesMut) {
     match frame {
         Frame::SimpleString(text) => put_line(out, b'+', text),
         Frame::SimpleError(text) => put_line(out, b'-', text),
-        Frame::Integer(n) => put_header(out, b':', n),
+        Frame::Integer(n) => put_header(out, b':', *n),
         Frame::BlobString(data) => put_blob(out, b'$', data),
         Frame::BlobError(data) => match proto {
             Resp3 => put_blob(out, b'!', data),
@@ -48,7 +46,7 @@ pub fn encode(frame: &Frame, proto: Protocol, out: &mut BytesMut) {
         },
         Frame::VerbatimString { format, data } => match proto {
             Resp3 => {
-                put_header(out, b'=', data.len() + 4);
+                put_header(out, b'=', (data.len() + 4) as u64);
                 out.put_slice(format);
                 out.put_u8(b':');
                 out.put_slice(data);
@@ -82,14 +80,14 @@ pub fn encode(frame: &Frame, proto: Protocol, out: &mut BytesMut) {
         Frame::Push(items) => put_items(out, aggregate_byte(FrameKind::Push, proto), items, proto),
         Frame::Map(pairs) => {
             match proto {
-                Resp3 => put_header(out, b'%', pairs.len()),
-                Resp2 => put_header(out, b'*', pairs.len() * 2),
+                Resp3 => put_header(out, b'%', pairs.len() as u64),
+                Resp2 => put_header(out, b'*', (pairs.len() * 2) as u64),
             }
             put_pairs(out, pairs, proto);
         }
         Frame::Attribute { attributes, frame } => {
             if proto == Resp3 {
-                put_header(out, b'|', attributes.len());
+                put_header(out, b'|', attributes.len() as u64);
                 put_pairs(out, attributes, proto);
             }
             encode(frame, proto, out);
@@ -126,10 +124,31 @@ fn aggregate_byte(kind: FrameKind, proto: Protocol) -> u8 {
 }
 
 /// Writes `type_byte`, `value` in decimal, CRLF: integers and length headers.
-fn put_header(out: &mut BytesMut, type_byte: u8, value: impl fmt::Display) {
+fn put_header(out: &mut BytesMut, type_byte: u8, value: impl Into<i128>) {
     out.put_u8(type_byte);
-    write!(out, "{value}").expect("writing to a BytesMut cannot fail");
+    put_decimal(out, value.into());
     out.put_slice(b"\r\n");
+}
+
+/// Writes an integer in decimal without going through `fmt`: headers and integers are most of
+/// what a reply with many small fields costs to encode.
+fn put_decimal(out: &mut BytesMut, value: i128) {
+    let mut digits = [0u8; 40];
+    let mut i = digits.len();
+    let mut n = value.unsigned_abs();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if value < 0 {
+        i -= 1;
+        digits[i] = b'-';
+    }
+    out.put_slice(&digits[i..]);
 }
 
 /// Writes `type_byte`, `text` with each CR and LF made a space (see [`encode`]), CRLF.
@@ -147,13 +166,13 @@ fn put_line(out: &mut BytesMut, type_byte: u8, text: &[u8]) {
 
 /// Writes a length-prefixed blob: `type_byte`, length, CRLF, data, CRLF.
 fn put_blob(out: &mut BytesMut, type_byte: u8, data: &[u8]) {
-    put_header(out, type_byte, data.len());
+    put_header(out, type_byte, data.len() as u64);
     out.put_slice(data);
     out.put_slice(b"\r\n");
 }
 
 fn put_items(out: &mut BytesMut, type_byte: u8, items: &[Frame], proto: Protocol) {
-    put_header(out, type_byte, items.len());
+    put_header(out, type_byte, items.len() as u64);
     for item in items {
         encode(item, proto, out);
     }
