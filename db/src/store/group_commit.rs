@@ -11,7 +11,7 @@ use std::path::Path;
 use disk::Disk;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::config::StoreConfig;
+use crate::config::{StoreConfig, SyncPolicy};
 use crate::env::Env;
 use crate::error::{AppendError, StoreError};
 use crate::model::{AppendOutcome, Transaction};
@@ -66,13 +66,14 @@ impl<D: Disk> Db<D> {
     ) -> Result<(Self, RecoveryReport), StoreError> {
         let (store, writers, report) = store::open(disk, root, config)?;
         let max_batch = store.config().max_batch_transactions;
+        let blocking = store.config().sync == SyncPolicy::Always;
         let queues = writers
             .into_iter()
             .map(|writer| {
                 let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
                 env.spawn(
                     "bucket-writer",
-                    Box::pin(run_writer(env.clone(), writer, rx, max_batch)),
+                    Box::pin(run_writer(env.clone(), writer, rx, max_batch, blocking)),
                 );
                 tx
             })
@@ -125,6 +126,7 @@ async fn run_writer<D: Disk, E: Env>(
     mut writer: BucketWriter<D>,
     mut queue: mpsc::Receiver<Job>,
     max_batch: usize,
+    blocking: bool,
 ) {
     let mut stop = None;
     while stop.is_none() {
@@ -152,13 +154,20 @@ async fn run_writer<D: Disk, E: Env>(
         if txns.is_empty() {
             continue;
         }
-        let (returned, results) = env
-            .run_blocking(move || {
-                let results = writer.append_batch(txns);
-                (writer, results)
-            })
-            .await;
-        writer = returned;
+        // Only an fsync blocks for long. Without one (the unsafe policy) a batch is a write to
+        // the page cache, cheaper than handing it to another thread and back.
+        let results = if blocking {
+            let (returned, results) = env
+                .run_blocking(move || {
+                    let results = writer.append_batch(txns);
+                    (writer, results)
+                })
+                .await;
+            writer = returned;
+            results
+        } else {
+            writer.append_batch(txns)
+        };
         for (reply, result) in replies.into_iter().zip(results) {
             // The caller may have gone away; the append stands either way.
             let _ = reply.send(result);
