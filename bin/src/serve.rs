@@ -16,9 +16,8 @@ use serde::Deserialize;
 /// order of precedence, then the default.
 #[derive(clap::Args, Debug, Default)]
 pub struct ServeArgs {
-    /// TOML configuration file (keys: dir, client_address, partitions, buckets,
-    /// segment_size_bytes, max_transaction_bytes, sync, strict_versioning, max_connections,
-    /// log, log_format).
+    /// TOML configuration file; its keys are the long option names with `_` for `-` (dir,
+    /// client_address, partitions, buckets, segment_size_bytes, ..., log_format).
     #[arg(long, short = 'c', env = "SIERRADB_CONFIG")]
     pub config: Option<PathBuf>,
     /// Data directory [default: ./data].
@@ -51,6 +50,23 @@ pub struct ServeArgs {
     /// Most client connections at once [default: 10000].
     #[arg(long, env = "SIERRADB_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// Largest RESP request frame in bytes; a larger one is refused and the connection
+    /// closed [default: 67108864].
+    #[arg(long, env = "SIERRADB_MAX_FRAME_BYTES")]
+    pub max_frame_bytes: Option<usize>,
+    /// Most events in one EMAPPEND transaction [default: 10000].
+    #[arg(long, env = "SIERRADB_MAX_TRANSACTION_EVENTS")]
+    pub max_transaction_events: Option<usize>,
+    /// Most subscriptions one connection may hold [default: 64].
+    #[arg(long, env = "SIERRADB_MAX_SUBSCRIPTIONS_PER_CONNECTION")]
+    pub max_subscriptions_per_connection: Option<usize>,
+    /// Largest subscription WINDOW (unacknowledged pushes) a client may ask for
+    /// [default: 100000].
+    #[arg(long, env = "SIERRADB_MAX_WINDOW")]
+    pub max_window: Option<u32>,
+    /// Serve Prometheus metrics over HTTP at this address, path /metrics [default: off].
+    #[arg(long, env = "SIERRADB_METRICS_ADDRESS")]
+    pub metrics_address: Option<SocketAddr>,
     /// Log filter, as RUST_LOG [default: info].
     #[arg(long, env = "SIERRADB_LOG")]
     pub log: Option<String>,
@@ -72,6 +88,11 @@ struct FileConfig {
     sync: Option<String>,
     strict_versioning: Option<bool>,
     max_connections: Option<usize>,
+    max_frame_bytes: Option<usize>,
+    max_transaction_events: Option<usize>,
+    max_subscriptions_per_connection: Option<usize>,
+    max_window: Option<u32>,
+    metrics_address: Option<SocketAddr>,
     log: Option<String>,
     log_format: Option<String>,
 }
@@ -82,8 +103,8 @@ pub struct Settings {
     pub dir: PathBuf,
     pub client_address: SocketAddr,
     pub store: StoreConfig,
-    pub strict_versioning: bool,
-    pub max_connections: usize,
+    pub server: ServerConfig,
+    pub metrics_address: Option<SocketAddr>,
     pub log: String,
     pub json_logs: bool,
 }
@@ -127,6 +148,10 @@ impl ServeArgs {
                 .max_transaction_bytes
                 .or(file.max_transaction_bytes)
                 .unwrap_or(defaults.max_transaction_bytes),
+            max_transaction_events: self
+                .max_transaction_events
+                .or(file.max_transaction_events)
+                .unwrap_or(defaults.max_transaction_events),
             sync,
             ..defaults
         };
@@ -138,14 +163,41 @@ impl ServeArgs {
                 .or(file.client_address)
                 .unwrap_or_else(|| "127.0.0.1:9090".parse().unwrap()),
             store,
-            strict_versioning: self
-                .strict_versioning
-                .or(file.strict_versioning)
-                .unwrap_or(false),
-            max_connections: self
-                .max_connections
-                .or(file.max_connections)
-                .unwrap_or(ServerConfig::default().max_connections),
+            server: {
+                let d = ServerConfig::default();
+                let mut limits = d.limits.clone();
+                if let Some(max) = self.max_frame_bytes.or(file.max_frame_bytes) {
+                    limits.max_frame_bytes = max;
+                    limits.max_bulk_bytes = limits.max_bulk_bytes.min(max);
+                }
+                let server = ServerConfig {
+                    strict_versioning: self
+                        .strict_versioning
+                        .or(file.strict_versioning)
+                        .unwrap_or(d.strict_versioning),
+                    max_connections: self
+                        .max_connections
+                        .or(file.max_connections)
+                        .unwrap_or(d.max_connections),
+                    max_subscriptions_per_connection: self
+                        .max_subscriptions_per_connection
+                        .or(file.max_subscriptions_per_connection)
+                        .unwrap_or(d.max_subscriptions_per_connection),
+                    max_window: self.max_window.or(file.max_window).unwrap_or(d.max_window),
+                    limits,
+                    version: env!("CARGO_PKG_VERSION").to_string(),
+                    ..d
+                };
+                if server.max_window < server.default_window {
+                    bail!(
+                        "max window {} is below the default window {}",
+                        server.max_window,
+                        server.default_window
+                    );
+                }
+                server
+            },
+            metrics_address: self.metrics_address.or(file.metrics_address),
             log: self.log.or(file.log).unwrap_or_else(|| "info".into()),
             json_logs,
         })
@@ -192,6 +244,34 @@ pub fn lock_dir(dir: &Path) -> anyhow::Result<DirLock> {
     }
 }
 
+/// A minimal HTTP/1.1 endpoint: any request gets the Prometheus text of the metrics.
+async fn serve_metrics(listener: tokio::net::TcpListener, db: Db<RealDisk>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let db = db.clone();
+        tokio::spawn(async move {
+            // Read the request head (bounded); its path is not inspected.
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let body = db.render_metrics();
+            let response = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(response.as_bytes()).await;
+        });
+    }
+}
+
 async fn shutdown_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("install SIGTERM handler");
@@ -203,6 +283,11 @@ async fn shutdown_signal() {
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    if db::PLANTED_BUGS_COMPILED {
+        bail!(
+            "this binary was built with the simulator's planted bugs (feature planted-bugs); it must not serve data. Rebuild without --features planted-bugs"
+        );
+    }
     let settings = args.resolve()?;
     init_logging(&settings);
     let _lock = lock_dir(&settings.dir)?;
@@ -224,13 +309,21 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             .with_context(|| format!("listen on {}", settings.client_address))?;
         let address = net::Listener::local_addr(&listener)?;
         tracing::info!(%address, dir = %settings.dir.display(), "sierradb listening");
-        let config = ServerConfig {
-            strict_versioning: settings.strict_versioning,
-            max_connections: settings.max_connections,
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            ..ServerConfig::default()
-        };
-        db::server::serve(listener, env, db.clone(), config, shutdown_signal()).await?;
+        if let Some(address) = settings.metrics_address {
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("metrics listener on {address}"))?;
+            tracing::info!(metrics_address = %listener.local_addr()?, "serving /metrics");
+            tokio::spawn(serve_metrics(listener, db.clone()));
+        }
+        db::server::serve(
+            listener,
+            env,
+            db.clone(),
+            settings.server,
+            shutdown_signal(),
+        )
+        .await?;
         db.shutdown().await;
         tracing::info!("all appends synced; bye");
         anyhow::Ok(())
@@ -260,14 +353,18 @@ mod tests {
         assert_eq!(s.store.partition_count, 16);
         assert_eq!(s.store.bucket_count, 8);
         assert_eq!(s.client_address, "127.0.0.1:7000".parse().unwrap());
-        assert!(s.strict_versioning);
+        assert!(s.server.strict_versioning);
         assert_eq!(s.dir, PathBuf::from("./data"));
         assert_eq!(s.store.sync, SyncPolicy::Always);
 
         let defaults = ServeArgs::default().resolve().unwrap();
         assert_eq!(defaults.client_address, "127.0.0.1:9090".parse().unwrap());
         assert_eq!(defaults.store, StoreConfig::default());
-        assert!(!defaults.strict_versioning);
+        assert!(!defaults.server.strict_versioning);
+        assert_eq!(
+            defaults.server.max_window,
+            ServerConfig::default().max_window
+        );
 
         std::fs::write(&file, "partitons = 3\n").unwrap();
         let err = ServeArgs {

@@ -312,3 +312,82 @@ fn check_reports_a_torn_tail_and_repair_cuts_it_keeping_the_bytes() {
         assert_eq!(v, 0);
     }
 }
+
+#[test]
+fn metrics_endpoint_and_configured_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let metrics = format!("127.0.0.1:{port}");
+    let server = Server::start(
+        dir.path(),
+        &[
+            "--metrics-address",
+            &metrics,
+            "--max-subscriptions-per-connection",
+            "1",
+            "--max-transaction-events",
+            "2",
+        ],
+        &[],
+    );
+    let mut con = server.redis();
+    for i in 0..5 {
+        let _: Value = redis::cmd("EAPPEND")
+            .arg(format!("m-{i}"))
+            .arg("E")
+            .query(&mut con)
+            .unwrap();
+    }
+    let _: Value = redis::cmd("ESUB")
+        .arg("m-0")
+        .arg("FROM")
+        .arg(0)
+        .query(&mut con)
+        .unwrap();
+    let err = redis::cmd("ESUB")
+        .arg("m-1")
+        .query::<Value>(&mut con)
+        .unwrap_err();
+    assert!(err.to_string().contains("subscriptions"), "{err}");
+    let key = "550e8400-e29b-41d4-a716-446655440000";
+    let err = redis::cmd("EMAPPEND")
+        .arg(key)
+        .arg("a")
+        .arg("E")
+        .arg("b")
+        .arg("E")
+        .arg("c")
+        .arg("E")
+        .query::<Value>(&mut con)
+        .unwrap_err();
+    assert!(err.to_string().contains("at most 2 events"), "{err}");
+
+    let body = (0..50)
+        .find_map(|_| {
+            let mut s = TcpStream::connect(&metrics).ok()?;
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+                .ok()?;
+            let mut text = String::new();
+            s.read_to_string(&mut text).ok()?;
+            Some(text)
+        })
+        .expect("metrics endpoint answers");
+    assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
+    // Five appends and the refused EMAPPEND, which the store answered.
+    assert!(
+        body.contains("sierradb_append_latency_seconds_count 6\n"),
+        "{body}"
+    );
+    assert!(
+        body.contains("sierradb_appended_events_total 5\n"),
+        "{body}"
+    );
+    assert!(body.contains("sierradb_subscriptions 1\n"), "{body}");
+    assert!(
+        body.contains("sierradb_fsync_latency_seconds_bucket{le=\"+Inf\"}"),
+        "{body}"
+    );
+}

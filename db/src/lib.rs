@@ -30,6 +30,7 @@
 pub mod config;
 pub mod env;
 pub mod error;
+pub mod metrics;
 pub mod model;
 #[cfg(feature = "planted-bugs")]
 pub mod planted;
@@ -37,5 +38,8 @@ pub mod server;
 pub mod store;
 
 pub use config::{StoreConfig, SyncPolicy};
+
+/// Whether this build carries the simulator's planted bugs; a server must refuse to run then.
+pub const PLANTED_BUGS_COMPILED: bool = cfg!(feature = "planted-bugs");
 pub use error::{AppendError, StoreError};
 pub use store::group_commit::Db;

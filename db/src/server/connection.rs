@@ -65,7 +65,7 @@ pub(super) struct Connection<C, E: Env, D: Disk> {
     write_buf: BytesMut,
     subscriptions: Subscriptions<E, D>,
     /// Appends submitted to the store whose replies are not written yet, in request order.
-    pending: VecDeque<(execute::AppendKind, PendingAppend)>,
+    pending: VecDeque<(execute::AppendKind, PendingAppend, crate::env::Instant)>,
     stop: watch::Receiver<bool>,
     /// Keeps `serve` waiting until this connection has ended.
     _alive: mpsc::Sender<()>,
@@ -278,7 +278,8 @@ where
         match submitted {
             Ok((kind, txn)) => match self.shared.db.submit(txn).await {
                 Ok(pending) => {
-                    self.pending.push_back((kind, pending));
+                    self.pending
+                        .push_back((kind, pending, self.shared.env.now()));
                     Flow::Continue
                 }
                 Err(error) => self.answer_error(error.into()).await,
@@ -300,8 +301,15 @@ where
 
     /// Waits for every submitted append, in order, and writes its reply.
     async fn finish_appends(&mut self) {
-        while let Some((kind, pending)) = self.pending.pop_front() {
-            match execute::append_reply(kind, pending.outcome().await) {
+        while let Some((kind, pending, submitted)) = self.pending.pop_front() {
+            let outcome = pending.outcome().await;
+            let elapsed = self.shared.env.now().saturating_duration_since(submitted);
+            self.shared
+                .db
+                .metrics()
+                .append_latency
+                .observe_duration(elapsed);
+            match execute::append_reply(kind, outcome) {
                 Ok(reply) => self.write(&reply),
                 Err(error) => self.write_error(&error),
             }
@@ -404,11 +412,18 @@ where
                 subscription,
                 cursor,
                 event,
-            }) => self.write(&reply::message_push(
-                subscription,
-                cursor,
-                reply::event(&event),
-            )),
+            }) => {
+                self.shared
+                    .db
+                    .metrics()
+                    .deliveries
+                    .fetch_add(1, Ordering::Relaxed);
+                self.write(&reply::message_push(
+                    subscription,
+                    cursor,
+                    reply::event(&event),
+                ))
+            }
             Some(Received::Failed {
                 subscription,
                 error,

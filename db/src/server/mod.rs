@@ -129,7 +129,7 @@ pub(crate) struct Shared<E: Env, D: Disk> {
     parse: ParseContext,
     local_port: Option<u16>,
     started: Instant,
-    connections: AtomicUsize,
+    connections: Arc<AtomicUsize>,
     subscriptions: Arc<AtomicUsize>,
     next_connection_id: AtomicU64,
 }
@@ -164,12 +164,12 @@ pub async fn serve<L: Listener, E: Env, D: Disk>(
     let shared = Arc::new(Shared {
         started: env.now(),
         env: env.clone(),
+        connections: db.metrics().connections.clone(),
+        subscriptions: db.metrics().subscriptions.clone(),
         db,
         config,
         parse: ParseContext { partition_count },
         local_port,
-        connections: AtomicUsize::new(0),
-        subscriptions: Arc::new(AtomicUsize::new(0)),
         next_connection_id: AtomicU64::new(1),
     });
     let (stop_tx, stop_rx) = watch::channel(false);

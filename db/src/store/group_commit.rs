@@ -7,6 +7,7 @@
 //! sync in parallel. An append's future resolves only after the sync that covers it.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use disk::Disk;
 use tokio::sync::{mpsc, oneshot};
@@ -14,6 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::config::{StoreConfig, SyncPolicy};
 use crate::env::Env;
 use crate::error::{AppendError, StoreError};
+use crate::metrics::Metrics;
 use crate::model::{AppendOutcome, Transaction};
 use crate::store::{self, BucketWriter, RecoveryReport, Store};
 
@@ -29,7 +31,7 @@ enum Job {
 }
 
 fn closed() -> AppendError {
-    AppendError::Unavailable(std::sync::Arc::new(StoreError::Closed))
+    AppendError::Unavailable(Arc::new(StoreError::Closed))
 }
 
 /// A submitted append; [`PendingAppend::outcome`] resolves once it is durable (or refused).
@@ -45,6 +47,7 @@ impl PendingAppend {
 pub struct Db<D: Disk> {
     store: Store<D>,
     queues: Vec<mpsc::Sender<Job>>,
+    metrics: Arc<Metrics>,
 }
 
 impl<D: Disk> Clone for Db<D> {
@@ -52,6 +55,7 @@ impl<D: Disk> Clone for Db<D> {
         Db {
             store: self.store.clone(),
             queues: self.queues.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -67,22 +71,47 @@ impl<D: Disk> Db<D> {
         let (store, writers, report) = store::open(disk, root, config)?;
         let max_batch = store.config().max_batch_transactions;
         let blocking = store.config().sync == SyncPolicy::Always;
+        let metrics = Arc::new(Metrics::default());
         let queues = writers
             .into_iter()
             .map(|writer| {
                 let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
                 env.spawn(
                     "bucket-writer",
-                    Box::pin(run_writer(env.clone(), writer, rx, max_batch, blocking)),
+                    Box::pin(run_writer(
+                        env.clone(),
+                        writer,
+                        rx,
+                        max_batch,
+                        blocking,
+                        metrics.clone(),
+                    )),
                 );
                 tx
             })
             .collect();
-        Ok((Db { store, queues }, report))
+        Ok((
+            Db {
+                store,
+                queues,
+                metrics,
+            },
+            report,
+        ))
     }
 
     pub fn store(&self) -> &Store<D> {
         &self.store
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The Prometheus text of the metrics and the store's counters.
+    pub fn render_metrics(&self) -> String {
+        let segments = self.store.buckets().iter().map(|b| b.segment_count()).sum();
+        self.metrics.render(self.store.stats(), segments)
     }
 
     /// Appends a transaction; resolves once it is durable (or refused).
@@ -127,6 +156,7 @@ async fn run_writer<D: Disk, E: Env>(
     mut queue: mpsc::Receiver<Job>,
     max_batch: usize,
     blocking: bool,
+    metrics: Arc<Metrics>,
 ) {
     let mut stop = None;
     while stop.is_none() {
@@ -156,6 +186,8 @@ async fn run_writer<D: Disk, E: Env>(
         }
         // Only an fsync blocks for long. Without one (the unsafe policy) a batch is a write to
         // the page cache, cheaper than handing it to another thread and back.
+        let events: usize = txns.iter().map(|t| t.events.len()).sum();
+        let started = env.now();
         let results = if blocking {
             let (returned, results) = env
                 .run_blocking(move || {
@@ -168,6 +200,10 @@ async fn run_writer<D: Disk, E: Env>(
         } else {
             writer.append_batch(txns)
         };
+        metrics
+            .sync_latency
+            .observe_duration(env.now().saturating_duration_since(started));
+        metrics.batch_events.observe(events as f64);
         for (reply, result) in replies.into_iter().zip(results) {
             // The caller may have gone away; the append stands either way.
             let _ = reply.send(result);

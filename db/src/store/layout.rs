@@ -83,9 +83,18 @@ pub fn ensure_layout<D: Disk>(
     config: &StoreConfig,
 ) -> Result<(), StoreError> {
     let path = root.join(LAYOUT_FILE);
-    if !disk.exists(&path) {
+    // Directory entries are synced on every open, not only when this open creates them: an
+    // earlier open may have created them and failed before its sync, and what a directory
+    // shows is not necessarily durable.
+    if !disk.exists(root) {
         disk.create_dir_all(root)
             .map_err(|e| StoreError::io("create directory", root, e))?;
+    }
+    if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+        disk.sync_dir(parent)
+            .map_err(|e| StoreError::io("sync directory", parent, e))?;
+    }
+    if !disk.exists(&path) {
         let temp = root.join(format!("{LAYOUT_FILE}.tmp"));
         let text = layout_text(config);
         let file = disk
@@ -97,10 +106,9 @@ pub fn ensure_layout<D: Disk>(
             .map_err(|e| StoreError::io("write", &temp, e))?;
         disk.rename(&temp, &path)
             .map_err(|e| StoreError::io("rename", &temp, e))?;
-        disk.sync_dir(root)
-            .map_err(|e| StoreError::io("sync directory", root, e))?;
-        return Ok(());
     }
+    disk.sync_dir(root)
+        .map_err(|e| StoreError::io("sync directory", root, e))?;
     let file = disk
         .open(&path, OpenMode::Read)
         .map_err(|e| StoreError::io("open", &path, e))?;

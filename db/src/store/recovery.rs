@@ -253,10 +253,12 @@ pub(crate) fn open_bucket<D: Disk>(
     if !disk.exists(&dir) {
         disk.create_dir_all(&dir)
             .map_err(|e| StoreError::io("create directory", &dir, e))?;
-        disk.sync_dir(root)
-            .map_err(|e| StoreError::io("sync directory", root, e))?;
         report.created = true;
     }
+    // Synced on every open: an earlier open may have created the directory and failed before
+    // making it durable.
+    disk.sync_dir(root)
+        .map_err(|e| StoreError::io("sync directory", root, e))?;
     let names = disk
         .list_dir(&dir)
         .map_err(|e| StoreError::io("list", &dir, e))?;

@@ -1,0 +1,614 @@
+//! The history: every client operation as an invocation and a completion, with virtual times,
+//! plus the faults the nemesis injected and what recovery reported.
+//!
+//! It is the only thing the checkers see of the run besides the final snapshot
+//! ([`crate::snapshot`]). Operations refer to streams and events by small typed numbers
+//! ([`StreamRef`], [`Eid`]) so the history is cheap to keep and readable in a trace: event ids
+//! are `c<client>.<n>`, the n-th id client `c` made, which the store stores as any other UUID.
+//!
+//! Every entry is also a line of the [`Trace`], so the trace hash covers what each operation
+//! asked for and what it got back.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use db::error::{AppendError, StoreError};
+use db::model::ExpectedVersion;
+use serde::{Serialize, Serializer};
+
+use crate::scenario::{FaultAction, OpKind};
+use crate::trace::Trace;
+
+/// An event or transaction id the workload made: `(client + 1) << 64 | n`. Readable in traces
+/// as `c<client>.<n>` and stored as the UUID with the same bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Eid(pub u128);
+
+impl Eid {
+    pub fn new(client: u32, n: u64) -> Eid {
+        Eid(((u128::from(client) + 1) << 64) | u128::from(n))
+    }
+
+    pub fn uuid(self) -> uuid::Uuid {
+        uuid::Uuid::from_u128(self.0)
+    }
+
+    pub fn from_uuid(id: uuid::Uuid) -> Eid {
+        Eid(id.as_u128())
+    }
+}
+
+impl fmt::Display for Eid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let client = (self.0 >> 64) as u64;
+        let n = self.0 as u64;
+        // Transaction ids set bit 63 of the counter, gets of unused ids bit 62.
+        let (space, n) = match n >> 62 {
+            0 => ("", n),
+            1 => ("u", n & !(1 << 62)),
+            _ => ("t", n & !(1 << 63)),
+        };
+        match client.checked_sub(1) {
+            Some(c) => write!(f, "c{c}.{space}{n}"),
+            None => write!(f, "x{:x}", self.0),
+        }
+    }
+}
+
+impl Serialize for Eid {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// A stream of the workload, by index (`s<i>`); probes use their own indexes above the
+/// workload's (see [`crate::workload::Streams`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct StreamRef(pub u32);
+
+impl fmt::Display for StreamRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "s{}", self.0)
+    }
+}
+
+/// An expected version as the trace shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Expected(pub ExpectedVersion);
+
+impl Serialize for Expected {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+/// One event an append sent: its id, stream, expected version and a digest of its content.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SentEvent {
+    pub id: Eid,
+    pub stream: StreamRef,
+    pub expected: Expected,
+    pub digest: u64,
+}
+
+/// One event a read returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct SeenEvent {
+    pub id: Eid,
+    /// `None` if the stored stream id is not one the workload uses.
+    pub stream: Option<StreamRef>,
+    pub version: u64,
+    pub partition: u16,
+    pub seq: u64,
+    pub txn: Eid,
+    pub digest: u64,
+}
+
+/// What an operation asked for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Input {
+    Append {
+        txn: Eid,
+        /// Which try of this transaction (0 first; retries send the same events).
+        attempt: u32,
+        partition: u16,
+        events: Vec<SentEvent>,
+    },
+    Get {
+        id: Eid,
+    },
+    ReadStream {
+        stream: StreamRef,
+        from: u64,
+        to: Option<u64>,
+        limit: u32,
+        backward: bool,
+    },
+    ReadPartition {
+        partition: u16,
+        from: u64,
+        limit: u32,
+    },
+    StreamVersion {
+        stream: StreamRef,
+    },
+    PartitionSequence {
+        partition: u16,
+    },
+}
+
+/// A storage error, reduced to its class (the message goes to the trace only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    Io,
+    StorageFull,
+    Corrupt,
+    Poisoned,
+    /// The node crashed while the request waited (its writer is gone).
+    Closed,
+    Other,
+}
+
+impl ErrorClass {
+    pub fn of(err: &StoreError) -> ErrorClass {
+        match err {
+            StoreError::Io { .. } => ErrorClass::Io,
+            StoreError::StorageFull { .. } => ErrorClass::StorageFull,
+            StoreError::Corrupt { .. } => ErrorClass::Corrupt,
+            StoreError::Poisoned { .. } => ErrorClass::Poisoned,
+            StoreError::Closed => ErrorClass::Closed,
+            _ => ErrorClass::Other,
+        }
+    }
+}
+
+/// How an operation ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Output {
+    /// The append is durable at these positions (or was already, for a retry).
+    Appended {
+        already_stored: bool,
+        partition: u16,
+        /// (event, stream version, partition sequence), in the transaction's order.
+        positions: Vec<(Eid, u64, u64)>,
+    },
+    /// The stream was not at the expected version; `actual` is what the store says it was.
+    WrongExpectedVersion {
+        stream: StreamRef,
+        actual: Option<u64>,
+    },
+    /// The event id is stored with other content.
+    EventIdConflict { id: Eid },
+    /// Refused as invalid or with a partition key mismatch: a workload bug.
+    Rejected { reason: String },
+    /// Not written: the store says so (disk full, I/O error cut back, poisoned, closed).
+    Unavailable { class: ErrorClass, reason: String },
+    /// The node was down; nothing was sent.
+    NodeDown,
+    /// Outcome unknown: the store said so (a failed sync).
+    Indeterminate { class: ErrorClass, reason: String },
+    /// Outcome unknown: the client stopped waiting.
+    TimedOut,
+    /// A read's events (scans and gets of one event).
+    Events {
+        events: Vec<SeenEvent>,
+        has_more: bool,
+    },
+    /// `get`: nothing stored under the id.
+    NotFound,
+    /// `stream_version` / `partition_sequence`.
+    Position { last: Option<u64> },
+    /// A read failed.
+    ReadFailed { class: ErrorClass, reason: String },
+}
+
+/// What an outcome says about whether an append was written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Written {
+    Yes,
+    No,
+    Maybe,
+}
+
+impl Output {
+    pub fn written(&self) -> Written {
+        match self {
+            Output::Appended { .. } => Written::Yes,
+            Output::Indeterminate { .. } | Output::TimedOut => Written::Maybe,
+            _ => Written::No,
+        }
+    }
+
+    /// Maps an append error to an outcome.
+    pub fn of_append_error(err: &AppendError) -> Output {
+        match err {
+            AppendError::WrongExpectedVersion { stream, actual, .. } => {
+                Output::WrongExpectedVersion {
+                    stream: crate::workload::Streams::parse(stream.as_str())
+                        .unwrap_or(StreamRef(u32::MAX)),
+                    actual: actual.0.map(|v| v.0),
+                }
+            }
+            AppendError::EventIdConflict { event_id } => Output::EventIdConflict {
+                id: Eid::from_uuid(event_id.0),
+            },
+            AppendError::Invalid(_) | AppendError::PartitionKeyMismatch { .. } => {
+                Output::Rejected {
+                    reason: err.to_string(),
+                }
+            }
+            AppendError::Unavailable(e) => Output::Unavailable {
+                class: ErrorClass::of(e),
+                reason: e.to_string(),
+            },
+            AppendError::Indeterminate(e) => Output::Indeterminate {
+                class: ErrorClass::of(e),
+                reason: e.to_string(),
+            },
+        }
+    }
+
+    pub fn read_failed(err: &StoreError) -> Output {
+        Output::ReadFailed {
+            class: ErrorClass::of(err),
+            reason: err.to_string(),
+        }
+    }
+}
+
+/// One operation: who, where, when, what, and how it ended (`None`: still pending when the
+/// run ended, which counts as outcome unknown).
+#[derive(Clone, Debug)]
+pub struct Op {
+    pub id: u64,
+    pub client: u32,
+    pub node: u32,
+    pub kind: OpKind,
+    pub invoke_ns: u64,
+    pub complete_ns: Option<u64>,
+    pub input: Input,
+    pub output: Option<Output>,
+}
+
+impl Op {
+    /// The events an append sent (empty for reads).
+    pub fn sent(&self) -> &[SentEvent] {
+        match &self.input {
+            Input::Append { events, .. } => events,
+            _ => &[],
+        }
+    }
+
+    pub fn written(&self) -> Written {
+        self.output.as_ref().map_or(Written::Maybe, Output::written)
+    }
+
+    /// Completion time, or "never" for a pending operation.
+    pub fn complete_or_max(&self) -> u64 {
+        self.complete_ns.unwrap_or(u64::MAX)
+    }
+
+    /// One readable line, for failure excerpts.
+    pub fn render(&self) -> String {
+        let t = |ns: u64| format!("{}.{:06}s", ns / 1_000_000_000, (ns % 1_000_000_000) / 1000);
+        let input = match &self.input {
+            Input::Append {
+                txn,
+                attempt,
+                partition,
+                events,
+            } => {
+                let events: Vec<String> = events
+                    .iter()
+                    .map(|e| format!("{}@{} exp {}", e.id, e.stream, e.expected.0))
+                    .collect();
+                format!(
+                    "txn {txn} try {attempt} p{partition} [{}]",
+                    events.join(", ")
+                )
+            }
+            Input::Get { id } => format!("get {id}"),
+            Input::ReadStream {
+                stream,
+                from,
+                to,
+                limit,
+                backward,
+            } => format!(
+                "{stream} from {from} to {} limit {limit}{}",
+                to.map_or("end".into(), |t| t.to_string()),
+                if *backward { " backward" } else { "" }
+            ),
+            Input::ReadPartition {
+                partition,
+                from,
+                limit,
+            } => format!("p{partition} from {from} limit {limit}"),
+            Input::StreamVersion { stream } => format!("{stream}"),
+            Input::PartitionSequence { partition } => format!("p{partition}"),
+        };
+        let output = match &self.output {
+            None => "(pending)".to_string(),
+            Some(Output::Appended {
+                already_stored,
+                partition,
+                positions,
+            }) => {
+                let pos: Vec<String> = positions
+                    .iter()
+                    .map(|(id, v, s)| format!("{id} v{v} #{s}"))
+                    .collect();
+                format!(
+                    "ok p{partition} [{}]{}",
+                    pos.join(", "),
+                    if *already_stored {
+                        " (already stored)"
+                    } else {
+                        ""
+                    }
+                )
+            }
+            Some(Output::Events { events, has_more }) => {
+                let evs: Vec<String> = events
+                    .iter()
+                    .take(8)
+                    .map(|e| {
+                        let stream = e.stream.map_or("?".into(), |s| s.to_string());
+                        format!("{}@{stream} v{} #{}", e.id, e.version, e.seq)
+                    })
+                    .collect();
+                let more = if events.len() > 8 { ", …" } else { "" };
+                format!(
+                    "{} event(s) [{}{more}]{}",
+                    events.len(),
+                    evs.join(", "),
+                    if *has_more { " has_more" } else { "" }
+                )
+            }
+            Some(other) => serde_json::to_string(other).unwrap_or_default(),
+        };
+        let end = self.complete_ns.map_or("…".into(), t);
+        format!(
+            "[{}..{}] c{} n{} #{} {} {input} -> {output}",
+            t(self.invoke_ns),
+            end,
+            self.client,
+            self.node,
+            self.id,
+            self.kind.name()
+        )
+    }
+}
+
+/// What recovery found when a node (re)opened its store.
+#[derive(Clone, Debug, Serialize)]
+pub struct Recovery {
+    pub at_ns: u64,
+    pub node: u32,
+    /// `None`: opened; else why it failed.
+    pub error: Option<(ErrorClass, String)>,
+    pub truncated_bytes: u64,
+    pub rebuilt_indexes: usize,
+    pub removed_files: usize,
+    /// Claims of the recovery report the disk contradicts (a truncation it reports but did not
+    /// make durable), checked right after opening.
+    pub broken_claims: Vec<String>,
+    /// Whether this was the final recovery after healing.
+    pub is_final: bool,
+}
+
+/// The liveness probe of one node after healing.
+#[derive(Clone, Debug, Serialize)]
+pub struct Probe {
+    pub node: u32,
+    /// When the first probe append succeeded, counted from the end of healing.
+    pub succeeded_after_ns: Option<u64>,
+    pub attempts: u32,
+    /// The node refused to open with corruption, which corruption scenarios allow.
+    pub refused_corrupt: bool,
+}
+
+#[derive(Serialize)]
+struct InvokeLine<'a> {
+    t: u64,
+    e: &'static str,
+    id: u64,
+    c: u32,
+    n: u32,
+    kind: &'static str,
+    input: &'a Input,
+}
+
+#[derive(Serialize)]
+struct CompleteLine<'a> {
+    t: u64,
+    e: &'static str,
+    id: u64,
+    output: TracedOutput<'a>,
+}
+
+/// An output as the trace shows it: long event lists are summarised (count, first, last and a
+/// digest of every event's id, position and content), which keeps traces small and hashing
+/// cheap while the hash still covers every event.
+struct TracedOutput<'a>(&'a Output);
+
+impl Serialize for TracedOutput<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Output::Events { events, has_more } if events.len() > 2 => {
+                use serde::ser::SerializeStruct;
+                let mut digest = crate::trace::Fnv64::default();
+                for e in events {
+                    digest.write_u64(e.id.0 as u64);
+                    digest.write_u64((e.id.0 >> 64) as u64);
+                    digest.write_u64(e.version);
+                    digest.write_u64(e.seq);
+                    digest.write_u64(u64::from(e.partition));
+                    digest.write_u64(e.digest);
+                }
+                let mut st = s.serialize_struct("Events", 6)?;
+                st.serialize_field("result", "events")?;
+                st.serialize_field("count", &events.len())?;
+                st.serialize_field("has_more", has_more)?;
+                st.serialize_field("first", &events[0])?;
+                st.serialize_field("last", &events[events.len() - 1])?;
+                st.serialize_field("digest", &format!("{:016x}", digest.0))?;
+                st.end()
+            }
+            other => other.serialize(s),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct FaultLine<'a> {
+    t: u64,
+    e: &'static str,
+    fault: &'a FaultAction,
+}
+
+#[derive(Serialize)]
+struct RecoveryLine<'a> {
+    t: u64,
+    e: &'static str,
+    recovery: &'a Recovery,
+}
+
+/// A fault as it happened (the schedule says what was planned; a power cut fires later).
+#[derive(Clone, Debug, Serialize)]
+pub struct FaultRecord {
+    pub at_ns: u64,
+    pub action: FaultAction,
+}
+
+/// The recorded history, shared by the clients and the world through [`HistoryLog`].
+#[derive(Debug, Default)]
+pub struct History {
+    pub ops: Vec<Op>,
+    pub faults: Vec<FaultRecord>,
+    pub recoveries: Vec<Recovery>,
+    pub probes: Vec<Probe>,
+    pub trace: Trace,
+}
+
+/// A cheap handle on the shared [`History`].
+#[derive(Clone, Default)]
+pub struct HistoryLog(Arc<Mutex<History>>);
+
+impl HistoryLog {
+    pub fn new(keep_lines: bool) -> HistoryLog {
+        HistoryLog(Arc::new(Mutex::new(History {
+            trace: Trace::new(keep_lines),
+            ..History::default()
+        })))
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, History> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records an invocation; returns its id for [`HistoryLog::complete`].
+    pub fn invoke(&self, at_ns: u64, client: u32, node: u32, kind: OpKind, input: Input) -> u64 {
+        let mut h = self.lock();
+        let id = h.ops.len() as u64;
+        h.trace.record(&InvokeLine {
+            t: at_ns,
+            e: "invoke",
+            id,
+            c: client,
+            n: node,
+            kind: kind.name(),
+            input: &input,
+        });
+        h.ops.push(Op {
+            id,
+            client,
+            node,
+            kind,
+            invoke_ns: at_ns,
+            complete_ns: None,
+            input,
+            output: None,
+        });
+        id
+    }
+
+    pub fn complete(&self, id: u64, at_ns: u64, output: Output) {
+        let mut h = self.lock();
+        let e = match output.written() {
+            Written::Yes => "ok",
+            Written::Maybe => "unknown",
+            Written::No => "done",
+        };
+        h.trace.record(&CompleteLine {
+            t: at_ns,
+            e,
+            id,
+            output: TracedOutput(&output),
+        });
+        let op = &mut h.ops[id as usize];
+        op.complete_ns = Some(at_ns);
+        op.output = Some(output);
+    }
+
+    pub fn fault(&self, at_ns: u64, action: FaultAction) {
+        let mut h = self.lock();
+        h.trace.record(&FaultLine {
+            t: at_ns,
+            e: "fault",
+            fault: &action,
+        });
+        h.faults.push(FaultRecord { at_ns, action });
+    }
+
+    pub fn recovery(&self, recovery: Recovery) {
+        let mut h = self.lock();
+        h.trace.record(&RecoveryLine {
+            t: recovery.at_ns,
+            e: "recover",
+            recovery: &recovery,
+        });
+        h.recoveries.push(recovery);
+    }
+
+    pub fn probe(&self, probe: Probe) {
+        let mut h = self.lock();
+        h.trace.record(&("probe", &probe));
+        h.probes.push(probe);
+    }
+
+    /// Takes the history out (the run is over; clients are gone).
+    pub fn take(&self) -> History {
+        std::mem::take(&mut *self.lock())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_ids_read_as_client_and_number() {
+        let id = Eid::new(3, 17);
+        assert_eq!(id.to_string(), "c3.17");
+        assert_eq!(Eid::from_uuid(id.uuid()), id);
+    }
+
+    #[test]
+    fn invoke_and_complete_change_the_hash() {
+        let log = HistoryLog::new(true);
+        let before = log.lock().trace.hash();
+        let id = log.invoke(5, 0, 0, OpKind::Get, Input::Get { id: Eid::new(0, 1) });
+        log.complete(id, 9, Output::NotFound);
+        let mut h = log.take();
+        assert_ne!(h.trace.hash(), before);
+        let lines = h.trace.take_lines();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].contains("\"c0.1\""), "{}", lines[0]);
+        assert_eq!(h.ops[0].complete_ns, Some(9));
+        assert!(h.ops[0].render().contains("get c0.1"));
+    }
+}

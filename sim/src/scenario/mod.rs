@@ -1,0 +1,436 @@
+//! Scenario files: one situation each, as data (TOML in `scenarios/`), and the concrete run a
+//! seed derives from one ([`Derived`]).
+//!
+//! A scenario names the node(s), the workload mix, fault rates as ranges the seed picks a
+//! point in (swarm testing: with `swarm = true` each seed also switches a random subset of
+//! fault kinds off), an explicit fault schedule, and a duration. Every key is documented in
+//! `docs/simulation.md`; unknown keys are an error, so a typo never silently disables a fault.
+
+mod derive;
+pub mod quantity;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use derive::{
+    CheckPlan, Derived, DiskPlan, FaultAction, FaultEvent, Mix, OpKind, WorkloadPlan,
+};
+pub use quantity::{ByteSize, Count, Nanos, Prob, Range, SignedNanos};
+
+/// Why a scenario could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    #[error("{path}: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+}
+
+/// A scenario as written in its file.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Defaults to the file's stem.
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Simulated time the workload runs; healing, the final crash and the checks follow.
+    pub duration: Range<Nanos>,
+    /// Each seed switches every fault kind off with probability ½ (explicit schedule entries
+    /// stay), so seeds explore combinations rather than always everything at once.
+    #[serde(default)]
+    pub swarm: bool,
+    #[serde(default)]
+    pub node: NodeSpec,
+    #[serde(default)]
+    pub workload: WorkloadSpec,
+    #[serde(default)]
+    pub faults: FaultSpec,
+    #[serde(default)]
+    pub schedule: Vec<ScheduleEntry>,
+    #[serde(default)]
+    pub check: CheckSpec,
+    /// Where the scenario was read from (not a key in the file).
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+/// The simulated node(s): each runs its own store on its own disk (no replication yet).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeSpec {
+    pub count: u32,
+    pub partitions: u16,
+    pub buckets: u16,
+    pub segment_size: ByteSize,
+    pub max_transaction_bytes: ByteSize,
+    pub max_batch_transactions: usize,
+}
+
+impl Default for NodeSpec {
+    fn default() -> Self {
+        NodeSpec {
+            count: 1,
+            partitions: 8,
+            buckets: 2,
+            segment_size: ByteSize(64 * 1024),
+            max_transaction_bytes: ByteSize(8 * 1024),
+            max_batch_transactions: 256,
+        }
+    }
+}
+
+/// The simulated clients and what they do.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkloadSpec {
+    pub clients: Range<Count>,
+    pub streams: Range<Count>,
+    /// Streams sharing one partition key (a multi-stream transaction picks from one group).
+    pub streams_per_key: Range<Count>,
+    /// The first `hot_streams` streams take `hot_fraction` of all stream picks.
+    pub hot_streams: Range<Count>,
+    pub hot_fraction: Range<Prob>,
+    /// Mean pause between a client's operations (each pause is uniform in `[0, 2·mean]`).
+    pub think: Range<Nanos>,
+    /// How long a client waits for an append before giving up on it (outcome unknown).
+    pub timeout: Range<Nanos>,
+    /// Retries of an append whose outcome is unknown or that was not written, with the same
+    /// event ids (idempotent).
+    pub retries: Range<Count>,
+    pub payload: Range<ByteSize>,
+    /// Largest number of events in one append (batches and transactions).
+    pub max_events: Range<Count>,
+    /// Stop each client after this many operations (0: no limit).
+    pub max_ops_per_client: Count,
+    pub mix: Mix,
+}
+
+impl Default for WorkloadSpec {
+    fn default() -> Self {
+        let r = |s: &str| Range::parse(s).expect("valid default");
+        WorkloadSpec {
+            clients: r("4..8"),
+            streams: r("8..32"),
+            streams_per_key: r("1..4"),
+            hot_streams: Range::parse("1").expect("valid default"),
+            hot_fraction: Range::parse("0..0.3").expect("valid default"),
+            think: Range::parse("2ms..8ms").expect("valid default"),
+            timeout: Range::parse("200ms..1s").expect("valid default"),
+            retries: Range::parse("2..5").expect("valid default"),
+            payload: Range::parse("0..128").expect("valid default"),
+            max_events: Range::parse("2..5").expect("valid default"),
+            max_ops_per_client: Count(0),
+            mix: Mix::default(),
+        }
+    }
+}
+
+/// Fault rates, each a range the seed picks a point in.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FaultSpec {
+    pub disk: DiskFaultSpec,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crash: Option<CrashSpec>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clock: Option<ClockSpec>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk_full: Option<DiskFullSpec>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub corrupt: Option<CorruptSpec>,
+}
+
+/// `SimDisk` faults and the disk's latency.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiskFaultSpec {
+    /// Torn writes keep whole sectors; one size is picked per seed from this list.
+    pub sector_size: Vec<u64>,
+    /// At a crash, the chance one unsynced write survives whole.
+    pub unsynced_kept: Range<Prob>,
+    /// At a crash, the chance an unsynced write that was not kept whole keeps a torn prefix.
+    pub torn: Range<Prob>,
+    pub read_bit_flip: Range<Prob>,
+    pub misdirected_write: Range<Prob>,
+    pub read_error: Range<Prob>,
+    pub write_error: Range<Prob>,
+    pub sync_error: Range<Prob>,
+    /// Typical latency of one batch write+sync or read (each is uniform in ±50% of it).
+    pub latency: Range<Nanos>,
+    /// The chance that one operation is slow, and by how much.
+    pub latency_tail: Range<Prob>,
+    pub latency_tail_extra: Range<Nanos>,
+}
+
+impl Default for DiskFaultSpec {
+    fn default() -> Self {
+        DiskFaultSpec {
+            sector_size: vec![8, 64, 512],
+            unsynced_kept: Range::parse("0.2..0.6").expect("valid default"),
+            torn: Range::parse("0.5..1").expect("valid default"),
+            read_bit_flip: Range::one(Prob(0.0)),
+            misdirected_write: Range::one(Prob(0.0)),
+            read_error: Range::one(Prob(0.0)),
+            write_error: Range::one(Prob(0.0)),
+            sync_error: Range::one(Prob(0.0)),
+            latency: Range::parse("50us..500us").expect("valid default"),
+            latency_tail: Range::one(Prob(0.0)),
+            latency_tail_extra: Range::parse("10ms..100ms").expect("valid default"),
+        }
+    }
+}
+
+/// Random process crashes: the node dies and its disk loses power.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrashSpec {
+    /// Mean gap between crashes (each gap uniform in ±50%).
+    pub every: Range<Nanos>,
+    /// Downtime before the node restarts.
+    #[serde(default = "default_restart_after")]
+    pub restart_after: Range<Nanos>,
+    /// The chance that a crash is an armed power cut (`SimDisk::crash_after_ops`): the disk
+    /// dies in the middle of whatever operation comes `power_cut_ops` operations later.
+    #[serde(default)]
+    pub power_cut: Range<Prob>,
+    #[serde(default = "default_power_cut_ops")]
+    pub power_cut_ops: Range<Count>,
+}
+
+fn default_restart_after() -> Range<Nanos> {
+    Range::parse("0ms..200ms").expect("valid default")
+}
+
+fn default_power_cut_ops() -> Range<Count> {
+    Range::parse("0..30").expect("valid default")
+}
+
+/// Wall-clock faults (virtual time itself never jumps).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClockSpec {
+    /// Constant skew per node, picked once.
+    #[serde(default)]
+    pub skew: Option<Range<SignedNanos>>,
+    /// Mean gap between jumps; each jump moves one node's wall clock by a draw from `jump_by`.
+    pub jump_every: Range<Nanos>,
+    pub jump_by: Range<SignedNanos>,
+}
+
+/// The disk fills up (`ENOSPC`) for a while, then space is freed.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskFullSpec {
+    pub every: Range<Nanos>,
+    #[serde(rename = "for")]
+    pub lasting: Range<Nanos>,
+    /// Bytes still free when the disk is declared full.
+    #[serde(default)]
+    pub slack: Range<ByteSize>,
+}
+
+/// Persistent damage: one bit of a segment file flipped on the medium.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorruptSpec {
+    pub every: Range<Nanos>,
+}
+
+/// One explicit fault at a fixed time.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleEntry {
+    pub at: Range<Nanos>,
+    pub action: Action,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<u32>,
+    /// `crash`, `power_cut`: downtime before the restart (absent on `crash`: stays down until
+    /// a `restart` or `heal`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_after: Option<Range<Nanos>>,
+    /// `power_cut`: operations that still succeed before the power fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_ops: Option<Range<Count>>,
+    /// `clock_jump`, `clock_skew`: by how much.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<Range<SignedNanos>>,
+    /// `disk_full`: bytes still free.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slack: Option<Range<ByteSize>>,
+    /// `corrupt`: which file and byte (a number the run maps onto the files present).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pick: Option<Range<Count>>,
+}
+
+/// What a schedule entry does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// The node's process dies and its disk loses power now.
+    Crash,
+    /// A crashed node starts again (recovery runs).
+    Restart,
+    /// Arms a power cut `after_ops` disk operations from now; the node crashes when it fires.
+    PowerCut,
+    /// The disk is full from now on (`slack` bytes remain).
+    DiskFull,
+    /// Space is freed again.
+    DiskSpace,
+    /// All faults stop: disk faults off, space freed, clocks corrected, nodes restarted.
+    Heal,
+    /// The node's wall clock jumps by `by`.
+    ClockJump,
+    /// The node's wall clock runs `by` off true time from now.
+    ClockSkew,
+    /// One bit of a segment file flips on the medium (persistent).
+    Corrupt,
+}
+
+/// What the checkers are told about the scenario.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CheckSpec {
+    /// After healing, a probe append must succeed on every node within this.
+    pub liveness_within: Nanos,
+    /// How long in-flight operations may take to finish after the workload stops.
+    pub drain: Nanos,
+}
+
+impl Default for CheckSpec {
+    fn default() -> Self {
+        CheckSpec {
+            liveness_within: Nanos(5_000_000_000),
+            drain: Nanos(10_000_000_000),
+        }
+    }
+}
+
+impl Scenario {
+    /// Reads and validates a scenario file.
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Scenario::parse(&text, path)
+    }
+
+    /// Parses scenario text; `path` names it in errors and gives the default name.
+    pub fn parse(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
+        let mut scenario: Scenario =
+            toml::from_str(text).map_err(|source| ScenarioError::Parse {
+                path: path.to_owned(),
+                source: Box::new(source),
+            })?;
+        if scenario.name.is_empty() {
+            scenario.name = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "unnamed".into());
+        }
+        scenario.path = path.to_owned();
+        scenario
+            .validate()
+            .map_err(|reason| ScenarioError::Invalid {
+                path: path.to_owned(),
+                reason,
+            })?;
+        Ok(scenario)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let node = &self.node;
+        if node.count == 0 || node.count > 16 {
+            return Err(format!("node.count must be 1..=16, got {}", node.count));
+        }
+        if self.workload.clients.low.0 == 0 {
+            return Err("workload.clients must be at least 1".into());
+        }
+        if self.workload.streams.low.0 == 0 || self.workload.streams_per_key.low.0 == 0 {
+            return Err("workload.streams and streams_per_key must be at least 1".into());
+        }
+        if self.faults.disk.sector_size.is_empty() || self.faults.disk.sector_size.contains(&0) {
+            return Err("faults.disk.sector_size must list sizes above 0".into());
+        }
+        if self.workload.mix.total() <= 0.0 {
+            return Err("workload.mix needs at least one positive weight".into());
+        }
+        for entry in &self.schedule {
+            if let Some(n) = entry.node
+                && n >= node.count
+            {
+                return Err(format!(
+                    "schedule entry at {} names node {n}, but there are {}",
+                    entry.at.render(),
+                    node.count
+                ));
+            }
+        }
+        db::StoreConfig {
+            partition_count: node.partitions,
+            bucket_count: node.buckets,
+            segment_size_bytes: node.segment_size.0,
+            max_transaction_bytes: node.max_transaction_bytes.0,
+            max_batch_transactions: node.max_batch_transactions,
+            ..db::StoreConfig::default()
+        }
+        .validate()
+        .map_err(|e| format!("node: {e}"))
+    }
+
+    /// Every `*.toml` in `dir`, sorted by file name.
+    pub fn load_dir(dir: &Path) -> Result<Vec<Scenario>, ScenarioError> {
+        let entries = std::fs::read_dir(dir).map_err(|source| ScenarioError::Read {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        paths.sort();
+        paths.iter().map(|p| Scenario::load(p)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_minimal_scenario_takes_defaults() {
+        let s = Scenario::parse("duration = \"2s\"", Path::new("x/minimal.toml")).unwrap();
+        assert_eq!(s.name, "minimal");
+        assert_eq!(s.node.count, 1);
+        assert_eq!(s.duration.low, Nanos(2_000_000_000));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        let typo = Scenario::parse("duration = \"2s\"\nswrm = true", Path::new("t.toml"));
+        assert!(typo.unwrap_err().to_string().contains("swrm"));
+        let bad = Scenario::parse(
+            "duration = \"2s\"\n[faults.disk]\nread_bit_flip = \"0..2\"",
+            Path::new("t.toml"),
+        );
+        assert!(bad.is_err());
+        let node = Scenario::parse(
+            "duration = \"2s\"\n[[schedule]]\nat = \"1s\"\naction = \"crash\"\nnode = 3",
+            Path::new("t.toml"),
+        );
+        assert!(node.unwrap_err().to_string().contains("node 3"));
+    }
+}

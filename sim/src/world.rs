@@ -1,0 +1,666 @@
+//! The world: nodes with their disks, clients, the nemesis that applies the fault schedule,
+//! and the phases of one run.
+//!
+//! # Phases
+//!
+//! 1. **Workload** (`0..duration`): clients run; schedule entries apply at their times. A node
+//!    whose armed power cut fired is crashed at the next slice boundary (every
+//!    [`SLICE`] of virtual time), then restarted after its downtime.
+//! 2. **Drain**: clients finish the operation in hand (no new ones, no more retries), within
+//!    the scenario's `drain` bound; a client still busy after it counts as hung.
+//! 3. **Heal**: every fault stops: disk faults off, space freed, power cuts disarmed, clocks
+//!    corrected, down nodes restarted.
+//! 4. **Final crash**: every node loses power once more and recovers, so every acknowledged
+//!    event must come back from what the disk made durable.
+//! 5. **Probe**: one append per node must succeed within `liveness_within`.
+//! 6. **Snapshot**: every partition and stream of every node is read in full.
+//!
+//! The checkers then run over the history and the snapshot ([`crate::check`]).
+//!
+//! # Restarts
+//!
+//! A crash drops the node's tasks (`Sim::crash_node`: its group-commit writers die mid-wait),
+//! empties its slot (clients see the node down), and cuts the disk's power (`SimDisk::crash`:
+//! unsynced writes are kept, torn or lost). A restart reopens `Db` on the same disk with the
+//! node's environment, which runs recovery; the report is recorded and its claims checked
+//! against the disk. A failed open is retried every [`REOPEN_RETRY`].
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use db::Db;
+use db::env::Instant;
+use db::store::layout;
+use db::store::record::SEGMENT_HEADER_FRAME_BYTES;
+use disk::{FaultCounts, SimDisk};
+
+use crate::check::{self, CheckInput, CheckResult, Violation};
+use crate::history::{ErrorClass, History, HistoryLog, Probe, Recovery};
+use crate::node::{NodeEnv, NodeSlot};
+use crate::rt::{Sim, SimEnv};
+use crate::scenario::{Derived, FaultAction, Scenario};
+use crate::seeds;
+use crate::snapshot::{NodeState, Snapshot, read_node};
+use crate::workload::{Client, Streams, probe};
+
+/// How often the driver looks up from the executor to catch fired power cuts and due
+/// restarts. Schedule entries apply at their exact times regardless.
+pub const SLICE: Duration = Duration::from_millis(5);
+/// Delay before trying again to open a store that failed to open.
+pub const REOPEN_RETRY: Duration = Duration::from_millis(100);
+/// Executor nodes of clients start here (server nodes are `0..count`).
+const CLIENT_NODE_BASE: u32 = 1000;
+/// Executor nodes (and client numbers) of the liveness probes start here.
+const PROBE_NODE_BASE: u32 = 2000;
+/// Where each node keeps its store on its disk.
+const ROOT: &str = "/data/sierradb";
+
+/// What a run may do besides running.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Keep every trace line (for `replay --trace FILE`); the hash is the same either way.
+    pub keep_trace: bool,
+}
+
+/// Everything a run produced.
+pub struct RunReport {
+    pub derived: Derived,
+    pub history: History,
+    pub snapshot: Snapshot,
+    pub checks: Vec<CheckResult>,
+    /// Disk faults injected, summed over nodes.
+    pub disk_faults: FaultCounts,
+    /// Faults the nemesis applied, by kind (including power cuts that fired).
+    pub nemesis: BTreeMap<&'static str, u64>,
+    pub sim_ns: u64,
+    pub steps: u64,
+    /// The trace hash: every history line and the executor's own hash.
+    pub trace_hash: u64,
+    /// The executor's last scheduling decisions.
+    pub executor_tail: Vec<String>,
+    /// Every trace line, if kept.
+    pub trace_lines: Vec<String>,
+    /// Clients still busy when the drain bound passed.
+    pub hung_clients: usize,
+}
+
+impl RunReport {
+    pub fn violations(&self) -> impl Iterator<Item = &Violation> {
+        self.checks.iter().flat_map(|c| c.violations.iter())
+    }
+
+    pub fn failed(&self) -> bool {
+        self.violations().next().is_some()
+    }
+
+    /// Operations by kind, then by outcome (`ok`, `unknown`, `done`, `pending`).
+    pub fn ops_by_kind(&self) -> BTreeMap<&'static str, [u64; 4]> {
+        let mut out: BTreeMap<&'static str, [u64; 4]> = BTreeMap::new();
+        for op in &self.history.ops {
+            let row = out.entry(op.kind.name()).or_default();
+            let col = match op.output.as_ref().map(|o| o.written()) {
+                Some(crate::history::Written::Yes) => 0,
+                Some(crate::history::Written::Maybe) => 1,
+                Some(crate::history::Written::No) => 2,
+                None => 3,
+            };
+            row[col] += 1;
+        }
+        out
+    }
+
+    /// Events acknowledged by fresh (not repeated) appends.
+    pub fn events_acknowledged(&self) -> u64 {
+        self.history
+            .ops
+            .iter()
+            .filter_map(|op| match &op.output {
+                Some(crate::history::Output::Appended {
+                    already_stored: false,
+                    positions,
+                    ..
+                }) => Some(positions.len() as u64),
+                _ => None,
+            })
+            .sum()
+    }
+
+    pub fn checks_evaluated(&self) -> u64 {
+        self.checks.iter().map(|c| c.checked).sum()
+    }
+
+    /// The trace file: a header (scenario, seed, planted bug, derived configuration), every
+    /// kept trace line, the violations, and a summary with the hash. JSON lines.
+    pub fn trace_file_lines(&self, scenario: &Scenario, planted: Option<&str>) -> Vec<String> {
+        let mut lines = Vec::with_capacity(self.trace_lines.len() + 2);
+        let header = serde_json::json!({
+            "v": 1,
+            "e": "header",
+            "scenario": scenario.name,
+            "scenario_path": scenario.path,
+            "seed": self.derived.seed,
+            "planted_bug": planted,
+            "derived": self.derived,
+        });
+        lines.push(header.to_string());
+        lines.extend(self.trace_lines.iter().cloned());
+        for v in self.violations() {
+            lines.push(serde_json::json!({"e": "violation", "violation": v}).to_string());
+        }
+        let summary = serde_json::json!({
+            "e": "summary",
+            "hash": format!("{:016x}", self.trace_hash),
+            "ops": self.history.ops.len(),
+            "events_acknowledged": self.events_acknowledged(),
+            "steps": self.steps,
+            "sim_ns": self.sim_ns,
+            "violations": self.violations().count(),
+            "executor_tail": self.executor_tail,
+        });
+        lines.push(summary.to_string());
+        lines
+    }
+}
+
+/// Per node: how long the probe took to succeed (if it did) and how many attempts it made.
+type ProbeResults = BTreeMap<u32, (Option<u64>, u32)>;
+
+struct NodeRt {
+    slot: Arc<NodeSlot>,
+    disk: SimDisk,
+    /// When a down node should try to start again.
+    restart_at: Option<u64>,
+    /// Downtime after an armed power cut fires.
+    cut_restart_after: u64,
+    last_error: Option<(ErrorClass, String)>,
+}
+
+struct World {
+    sim: Sim,
+    derived: Derived,
+    nodes: Vec<NodeRt>,
+    log: HistoryLog,
+    streams: Arc<Streams>,
+    root: PathBuf,
+    nemesis: BTreeMap<&'static str, u64>,
+}
+
+/// Runs `scenario` with `seed`.
+pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> RunReport {
+    run_derived(Derived::new(scenario, seed), options)
+}
+
+/// Runs an already derived configuration.
+pub fn run_derived(derived: Derived, options: &RunOptions) -> RunReport {
+    let seed = derived.seed;
+    let sim = Sim::new(seed).with_max_steps(u64::MAX);
+    let log = HistoryLog::new(options.keep_trace);
+    let streams = Arc::new(Streams::new(
+        derived.workload.streams,
+        derived.workload.streams_per_key,
+        derived.nodes,
+        derived.store.partition_count,
+    ));
+    let nodes = (0..derived.nodes)
+        .map(|n| {
+            let disk_seed = seeds::derive_u64(seed, "disk", u64::from(n));
+            let disk = SimDisk::new(disk_seed, derived.disk.fault_config());
+            let slot = Arc::new(NodeSlot::new(
+                n,
+                sim.env_for_node(n),
+                derived.disk.latency_ns,
+                derived.disk.latency_tail,
+                derived.disk.latency_tail_extra_ns,
+                seeds::rng(seed, "latency", u64::from(n)),
+            ));
+            NodeRt {
+                slot,
+                disk,
+                restart_at: None,
+                cut_restart_after: 0,
+                last_error: None,
+            }
+        })
+        .collect();
+    let world = World {
+        sim,
+        derived,
+        nodes,
+        log,
+        streams,
+        root: PathBuf::from(ROOT),
+        nemesis: BTreeMap::new(),
+    };
+    world.run()
+}
+
+impl World {
+    fn now(&self) -> u64 {
+        self.sim.now().0
+    }
+
+    fn count(&mut self, what: &'static str) {
+        *self.nemesis.entry(what).or_default() += 1;
+    }
+
+    fn run(mut self) -> RunReport {
+        for n in 0..self.derived.nodes {
+            if !self.open(n, false) {
+                self.nodes[n as usize].restart_at =
+                    Some(self.now() + REOPEN_RETRY.as_nanos() as u64);
+            }
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let alive = Arc::new(AtomicUsize::new(0));
+        self.spawn_clients(&stop, &alive);
+
+        // 1. Workload.
+        let end = self.derived.duration_ns;
+        let schedule = self.derived.schedule.clone();
+        let mut next = 0;
+        loop {
+            let now = self.now();
+            while next < schedule.len() && schedule[next].at_ns <= now {
+                self.apply(&schedule[next].action);
+                next += 1;
+            }
+            self.watch_nodes();
+            if now >= end {
+                break;
+            }
+            let mut deadline = (now + SLICE.as_nanos() as u64).min(end);
+            if let Some(event) = schedule.get(next) {
+                deadline = deadline.min(event.at_ns);
+            }
+            self.sim.run_until(Instant(deadline.max(now + 1)));
+        }
+
+        // 2. Drain.
+        stop.store(true, Ordering::SeqCst);
+        let drain_end = end + self.derived.check.drain_ns;
+        while alive.load(Ordering::SeqCst) > 0 && self.now() < drain_end {
+            self.watch_nodes();
+            let deadline = (self.now() + SLICE.as_nanos() as u64).min(drain_end);
+            self.sim.run_until(Instant(deadline.max(self.now() + 1)));
+        }
+        let hung_clients = alive.load(Ordering::SeqCst);
+
+        // 3. Heal.
+        self.heal();
+
+        // 4. Final crash and recovery.
+        for n in 0..self.derived.nodes {
+            self.crash(n);
+            self.count("final_crash");
+            self.log.fault(
+                self.now(),
+                FaultAction::Crash {
+                    node: n,
+                    restart_after_ns: Some(0),
+                },
+            );
+            self.open(n, true);
+        }
+
+        // 5. Liveness probes.
+        self.probe_all();
+
+        // 6. Snapshot.
+        let snapshot = Snapshot {
+            nodes: (0..self.derived.nodes)
+                .map(|n| {
+                    let node = &self.nodes[n as usize];
+                    match node.slot.db() {
+                        Some(db) => read_node(&db, &self.streams),
+                        None => {
+                            let (class, reason) = node
+                                .last_error
+                                .clone()
+                                .unwrap_or((ErrorClass::Other, "down".into()));
+                            NodeState::Down { class, reason }
+                        }
+                    }
+                })
+                .collect(),
+        };
+        self.log.lock().trace.record(&("snapshot", &snapshot));
+
+        // Stop every task, so nothing outlives the run.
+        for n in 0..self.derived.nodes {
+            self.sim.crash_node(n);
+            self.nodes[n as usize].slot.set_db(None);
+        }
+        let mut disk_faults = FaultCounts::default();
+        for node in &self.nodes {
+            add_counts(&mut disk_faults, &node.disk.fault_counts());
+        }
+        let mut history = self.log.take();
+        let trace_hash = history.trace.finish(self.sim.trace_hash());
+        let trace_lines = history.trace.take_lines();
+        let checks = check::run_all(&CheckInput {
+            derived: &self.derived,
+            history: &history,
+            snapshot: &snapshot,
+            streams: &self.streams,
+            hung_clients,
+        });
+        RunReport {
+            derived: self.derived.clone(),
+            history,
+            snapshot,
+            checks,
+            disk_faults,
+            nemesis: self.nemesis.clone(),
+            sim_ns: self.now(),
+            steps: self.sim.steps(),
+            trace_hash,
+            executor_tail: self.sim.trace_tail(),
+            trace_lines,
+            hung_clients,
+        }
+    }
+
+    fn spawn_clients(&mut self, stop: &Arc<AtomicBool>, alive: &Arc<AtomicUsize>) {
+        let plan = Arc::new(self.derived.workload.clone());
+        for index in 0..self.derived.workload.clients {
+            let env = self.sim.env_for_node(CLIENT_NODE_BASE + index);
+            let node = index % self.derived.nodes;
+            let client = Client {
+                index,
+                env: env.clone(),
+                slot: self.nodes[node as usize].slot.clone(),
+                streams: self.streams.clone(),
+                plan: plan.clone(),
+                log: self.log.clone(),
+                stop: stop.clone(),
+                rng: seeds::rng(self.derived.seed, "client", u64::from(index)),
+                alive: alive.clone(),
+            };
+            alive.fetch_add(1, Ordering::SeqCst);
+            db::env::Env::spawn(&env, "client", Box::pin(client.run()));
+        }
+    }
+
+    /// Opens node `n`'s store (recovery runs); records what recovery reported.
+    fn open(&mut self, n: u32, is_final: bool) -> bool {
+        let at_ns = self.now();
+        let node = &mut self.nodes[n as usize];
+        let env = NodeEnv::new(self.sim.env_for_node(n), node.slot.clone());
+        let result = Db::open(&env, &node.disk, &self.root, self.derived.store.clone());
+        let (ok, recovery) = match result {
+            Ok((db, report)) => {
+                let broken_claims = check_claims(&node.disk, &self.root, &report);
+                node.slot.set_db(Some(db));
+                node.restart_at = None;
+                node.last_error = None;
+                let recovery = Recovery {
+                    at_ns,
+                    node: n,
+                    error: None,
+                    truncated_bytes: report.truncated_bytes(),
+                    rebuilt_indexes: report.buckets.iter().map(|b| b.rebuilt_indexes.len()).sum(),
+                    removed_files: report.buckets.iter().map(|b| b.removed_files.len()).sum(),
+                    broken_claims,
+                    is_final,
+                };
+                (true, recovery)
+            }
+            Err(err) => {
+                let error = (ErrorClass::of(&err), err.to_string());
+                node.last_error = Some(error.clone());
+                let recovery = Recovery {
+                    at_ns,
+                    node: n,
+                    error: Some(error),
+                    truncated_bytes: 0,
+                    rebuilt_indexes: 0,
+                    removed_files: 0,
+                    broken_claims: Vec::new(),
+                    is_final,
+                };
+                (false, recovery)
+            }
+        };
+        self.log.recovery(recovery);
+        self.count(if ok { "restart" } else { "restart_failed" });
+        ok
+    }
+
+    /// The process dies and the disk loses power.
+    fn crash(&mut self, n: u32) {
+        self.sim.crash_node(n);
+        let node = &mut self.nodes[n as usize];
+        node.slot.set_db(None);
+        node.disk.crash();
+    }
+
+    /// Crashes nodes whose armed power cut fired and restarts nodes whose downtime is over.
+    fn watch_nodes(&mut self) {
+        let now = self.now();
+        for n in 0..self.derived.nodes {
+            let node = &self.nodes[n as usize];
+            if node.slot.is_up() && node.disk.is_powered_off() {
+                let restart_at = now + node.cut_restart_after;
+                self.crash(n);
+                self.count("power_cut_fired");
+                self.nodes[n as usize].restart_at = Some(restart_at);
+            }
+            let node = &self.nodes[n as usize];
+            if !node.slot.is_up()
+                && let Some(at) = node.restart_at
+                && at <= now
+                && !self.open(n, false)
+            {
+                self.nodes[n as usize].restart_at = Some(now + REOPEN_RETRY.as_nanos() as u64);
+            }
+        }
+    }
+
+    fn apply(&mut self, action: &FaultAction) {
+        let now = self.now();
+        self.log.fault(now, action.clone());
+        self.count(action.name());
+        match *action {
+            FaultAction::Crash {
+                node,
+                restart_after_ns,
+            } => {
+                if self.nodes[node as usize].slot.is_up() {
+                    self.crash(node);
+                }
+                self.nodes[node as usize].restart_at = restart_after_ns.map(|d| now + d);
+            }
+            FaultAction::Restart { node } => {
+                if !self.nodes[node as usize].slot.is_up() {
+                    self.nodes[node as usize].restart_at = Some(now);
+                    self.watch_nodes();
+                }
+            }
+            FaultAction::PowerCut {
+                node,
+                after_ops,
+                restart_after_ns,
+            } => {
+                let rt = &mut self.nodes[node as usize];
+                if rt.slot.is_up() {
+                    rt.cut_restart_after = restart_after_ns;
+                    rt.disk.crash_after_ops(after_ops);
+                }
+            }
+            FaultAction::DiskFull { node, slack_bytes } => {
+                let disk = &self.nodes[node as usize].disk;
+                disk.set_capacity(Some(disk.used_bytes() + slack_bytes));
+            }
+            FaultAction::DiskSpace { node } => {
+                self.nodes[node as usize].disk.set_capacity(None);
+            }
+            FaultAction::Heal => self.heal_faults(),
+            FaultAction::ClockJump { node, by_ns } => {
+                self.sim.jump_wall_clock(node, by_ns / 1_000_000);
+            }
+            FaultAction::ClockSkew { node, skew_ns } => {
+                self.sim.set_clock_skew(node, skew_ns / 1_000_000);
+            }
+            FaultAction::Corrupt { node, pick } => {
+                let hit = corrupt_segment(&self.nodes[node as usize].disk, &self.root, pick);
+                if !hit {
+                    self.count("corrupt_missed");
+                }
+            }
+        }
+    }
+
+    /// Every fault stops; down nodes start again.
+    fn heal_faults(&mut self) {
+        for n in 0..self.derived.nodes {
+            let node = &self.nodes[n as usize];
+            node.disk.disarm();
+            node.disk.set_faults(self.derived.disk.healed_config());
+            node.slot.heal_latency();
+            self.sim.set_clock_skew(n, 0);
+            if node.disk.is_powered_off() {
+                self.crash(n);
+            }
+            if !self.nodes[n as usize].slot.is_up() {
+                self.nodes[n as usize].restart_at = Some(self.now());
+            }
+        }
+        self.watch_nodes();
+    }
+
+    /// The end-of-run heal, recorded as a fault like a scheduled one.
+    fn heal(&mut self) {
+        self.log.fault(self.now(), FaultAction::Heal);
+        self.count("final_heal");
+        self.heal_faults();
+    }
+
+    fn probe_all(&mut self) {
+        let within = Duration::from_nanos(self.derived.check.liveness_within_ns);
+        let results: Arc<Mutex<ProbeResults>> = Arc::default();
+        for n in 0..self.derived.nodes {
+            let env: SimEnv = self.sim.env_for_node(PROBE_NODE_BASE + n);
+            let (slot, streams, log) = (
+                self.nodes[n as usize].slot.clone(),
+                self.streams.clone(),
+                self.log.clone(),
+            );
+            let results = results.clone();
+            let task_env = env.clone();
+            db::env::Env::spawn(
+                &env,
+                "probe",
+                Box::pin(async move {
+                    let result =
+                        probe(task_env, slot, streams, log, PROBE_NODE_BASE + n, within).await;
+                    results.lock().expect("probe results").insert(n, result);
+                }),
+            );
+        }
+        let give_up = self.now() + within.as_nanos() as u64 + 2 * 1_000_000_000;
+        while results.lock().expect("probe results").len() < self.derived.nodes as usize
+            && self.now() < give_up
+        {
+            let deadline = self.now() + SLICE.as_nanos() as u64;
+            self.sim.run_until(Instant(deadline));
+        }
+        let results = results.lock().expect("probe results").clone();
+        for n in 0..self.derived.nodes {
+            let (succeeded_after_ns, attempts) = results.get(&n).copied().unwrap_or((None, 0));
+            let refused_corrupt = matches!(
+                self.nodes[n as usize].last_error,
+                Some((ErrorClass::Corrupt, _))
+            );
+            self.log.probe(Probe {
+                node: n,
+                succeeded_after_ns,
+                attempts,
+                refused_corrupt,
+            });
+        }
+        // Probes that gave up leave nothing behind; kill any stragglers.
+        for n in 0..self.derived.nodes {
+            self.sim.crash_node(PROBE_NODE_BASE + n);
+        }
+    }
+}
+
+fn add_counts(total: &mut FaultCounts, c: &FaultCounts) {
+    total.torn_writes += c.torn_writes;
+    total.lost_writes += c.lost_writes;
+    total.bit_flips += c.bit_flips;
+    total.misdirected_writes += c.misdirected_writes;
+    total.read_errors += c.read_errors;
+    total.write_errors += c.write_errors;
+    total.sync_errors += c.sync_errors;
+    total.storage_full += c.storage_full;
+    total.crashes += c.crashes;
+}
+
+/// Checks what a recovery report claims against the disk: a torn tail it reports cut must be
+/// gone, durably. Returns the claims the disk contradicts.
+fn check_claims(disk: &SimDisk, root: &Path, report: &db::store::RecoveryReport) -> Vec<String> {
+    let mut broken = Vec::new();
+    for bucket in &report.buckets {
+        let Some(cut) = &bucket.truncated else {
+            continue;
+        };
+        let path = layout::segment_file(&layout::bucket_dir(root, bucket.bucket), cut.segment);
+        // A torn segment header means the segment is recreated with a fresh header.
+        let expected = if cut.offset == 0 {
+            SEGMENT_HEADER_FRAME_BYTES
+        } else {
+            cut.offset
+        } as usize;
+        let written = disk.written_contents(&path).map(|b| b.len());
+        let durable = disk.durable_contents(&path).map(|b| b.len());
+        if written != Some(expected) || durable != Some(expected) {
+            broken.push(format!(
+                "bucket {} segment {}: report says the tail was cut at {} ({} bytes, {}), but the file holds {:?} bytes ({:?} durable)",
+                bucket.bucket,
+                cut.segment,
+                cut.offset,
+                cut.bytes,
+                cut.reason,
+                written,
+                durable
+            ));
+        }
+    }
+    broken
+}
+
+/// Flips one bit of one segment file on the medium: the file and offset come from `pick`.
+/// Returns false if the node has no segment bytes to damage yet.
+fn corrupt_segment(disk: &SimDisk, root: &Path, pick: u64) -> bool {
+    let mut files = Vec::new();
+    let Ok(buckets) = disk::Disk::list_dir(disk, root) else {
+        return false;
+    };
+    for bucket in buckets {
+        let dir = root.join(&bucket);
+        if let Ok(names) = disk::Disk::list_dir(disk, &dir) {
+            files.extend(
+                names
+                    .into_iter()
+                    .filter(|n| n.ends_with(".log"))
+                    .map(|n| dir.join(n)),
+            );
+        }
+    }
+    if files.is_empty() {
+        return false;
+    }
+    let path = &files[(pick % files.len() as u64) as usize];
+    let len = disk.durable_contents(path).map_or(0, |b| b.len() as u64);
+    // Past the segment header, so the damage lands in event data.
+    if len <= SEGMENT_HEADER_FRAME_BYTES {
+        return false;
+    }
+    let offset = SEGMENT_HEADER_FRAME_BYTES + (pick >> 20) % (len - SEGMENT_HEADER_FRAME_BYTES);
+    let xor = 1u8 << ((pick >> 8) & 7);
+    disk.corrupt(path, offset, xor).is_ok()
+}
