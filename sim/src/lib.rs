@@ -12,6 +12,7 @@
 //! | [`seeds`] | independent named random streams of one seed |
 //! | [`node`] | a simulated node: its store slot, its disk latency as virtual time ([`node::NodeEnv`]) |
 //! | [`workload`] | simulated clients: appends of every kind, retries, transactions, reads |
+//! | [`net`] | the simulated client network: byte streams split, delayed, reset and partitioned |
 //! | [`history`] | the recorded operations, faults and recoveries |
 //! | [`trace`] | the run's JSON-lines trace and its running FNV-1a hash |
 //! | [`snapshot`] | the final quiescent read of every node |
@@ -32,6 +33,7 @@
 pub mod check;
 pub mod excerpt;
 pub mod history;
+pub mod net;
 pub mod node;
 pub mod planted;
 pub mod rt;
