@@ -5,7 +5,7 @@
 #    `--planted-bug` names one, so one build serves both steps).
 # 2. Teeth: with each planted bug switched on, a soak over every scenario must report a
 #    violation within 200 seeds; a bug that goes uncaught fails CI.
-# 3. Soak: SIM_SEEDS seeds (default 420, i.e. 30 per scenario) round-robin over every
+# 3. Soak: SIM_SEEDS seeds (default 420, i.e. 28 per scenario) round-robin over every
 #    scenario on SIM_JOBS threads, from SIM_SEED_BASE. Any violation fails CI and prints the
 #    failing seeds with their replay commands. Prints throughput (seeds/s, simulated/wall).
 #
@@ -23,7 +23,8 @@ bin="${CARGO_TARGET_DIR:-target}/release/sierradb-sim"
 
 echo "== teeth: every planted bug must be caught within ${teeth_window} seeds"
 teeth_failed=0
-for bug in ack-before-sync skip-crc-check recover-keeps-torn-tail version-check-off-by-one idempotency-ignores-content; do
+for bug in ack-before-sync skip-crc-check recover-keeps-torn-tail version-check-off-by-one \
+    idempotency-ignores-content subscription-skips-on-handover; do
     out="$("$bin" soak --planted-bug "$bug" --seeds "$teeth_window" --jobs "$jobs" \
         --stop-on-failure --no-progress 2>/dev/null || true)"
     found="$(grep -m1 '^first failure after' <<<"$out" || true)"

@@ -18,15 +18,19 @@ pub enum PlantedBug {
     IdempotencyIgnoresContent = 4,
     /// Frames are decoded without comparing their CRC, so damaged bytes are served as data.
     SkipCrcCheck = 5,
+    /// A subscription feed woken from waiting for live events skips the first event published
+    /// after the hand-over (its next position is advanced once too often).
+    SubscriptionSkipsOnHandover = 6,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 5] = [
+    pub const ALL: [PlantedBug; 6] = [
         PlantedBug::AckBeforeSync,
         PlantedBug::RecoverKeepsTornTail,
         PlantedBug::VersionCheckOffByOne,
         PlantedBug::IdempotencyIgnoresContent,
         PlantedBug::SkipCrcCheck,
+        PlantedBug::SubscriptionSkipsOnHandover,
     ];
 
     pub fn name(self) -> &'static str {
@@ -36,6 +40,7 @@ impl PlantedBug {
             PlantedBug::VersionCheckOffByOne => "version-check-off-by-one",
             PlantedBug::IdempotencyIgnoresContent => "idempotency-ignores-content",
             PlantedBug::SkipCrcCheck => "skip-crc-check",
+            PlantedBug::SubscriptionSkipsOnHandover => "subscription-skips-on-handover",
         }
     }
 

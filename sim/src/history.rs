@@ -484,6 +484,112 @@ pub struct FaultRecord {
     pub action: FaultAction,
 }
 
+/// What a subscription reads: a stream (positions are versions) or a partition (positions
+/// are sequences).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubTarget {
+    Stream(StreamRef),
+    Partition(u16),
+}
+
+impl SubTarget {
+    /// The position `event` has on this target, if it belongs to it.
+    pub fn position_of(self, event: &SeenEvent) -> Option<u64> {
+        match self {
+            SubTarget::Stream(s) => (event.stream == Some(s)).then_some(event.version),
+            SubTarget::Partition(p) => (event.partition == p).then_some(event.seq),
+        }
+    }
+}
+
+impl fmt::Display for SubTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SubTarget::Stream(s) => write!(f, "{s}"),
+            SubTarget::Partition(p) => write!(f, "p{p}"),
+        }
+    }
+}
+
+/// Where a subscription was asked to start a target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubFrom {
+    /// `FROM LATEST`: only events stored after the subscription was made.
+    Latest,
+    /// `FROM <position>`, inclusive.
+    At(u64),
+}
+
+/// One target of a subscription: where it was asked to start and where that is. For `Latest`
+/// the start is the store's head + 1 read in the same instant as the subscribe call (nothing
+/// runs in between on the one-threaded executor).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct SubscribedTarget {
+    pub target: SubTarget,
+    pub from: SubFrom,
+    pub start: u64,
+}
+
+/// One delivery as the subscriber received it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Delivered {
+    pub at_ns: u64,
+    pub cursor: u64,
+    /// Which target of the subscription the event belongs to (`None`: none of them).
+    pub target: Option<usize>,
+    pub event: SeenEvent,
+}
+
+/// One acknowledgement the subscriber sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Acked {
+    pub at_ns: u64,
+    pub cursor: u64,
+    /// Deliveries received before this acknowledgement (orders it among them exactly).
+    pub after_deliveries: u64,
+    /// Whether the server took it (it must: only delivered cursors are acknowledged).
+    pub accepted: bool,
+}
+
+/// How a subscription ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "end", rename_all = "snake_case")]
+pub enum SubscriptionEnd {
+    /// The node crashed or restarted: the connection and its subscriptions are gone.
+    Disconnected,
+    /// The server refused the subscribe call.
+    Refused { reason: String },
+    /// The feed stopped on a read error.
+    Failed { class: ErrorClass, reason: String },
+    /// After the workload, every target was delivered up to the store's last position,
+    /// `heads` (per target), within the liveness bound.
+    CaughtUp { heads: Vec<Option<u64>> },
+    /// The liveness bound passed with targets still behind the store.
+    Behind,
+    /// The liveness bound passed with the node down.
+    NodeDown,
+}
+
+/// One subscription of a subscriber: what it asked for, what it got, what it acknowledged.
+#[derive(Clone, Debug, Serialize)]
+pub struct Subscription {
+    pub id: u64,
+    pub subscriber: u32,
+    /// Which of the subscriber's subscriptions this is; a resubscription continues its chain.
+    pub chain: u32,
+    pub node: u32,
+    pub at_ns: u64,
+    pub window: u64,
+    /// Made after an earlier subscription of the chain ended (from its acknowledged positions).
+    pub resumed: bool,
+    pub targets: Vec<SubscribedTarget>,
+    pub deliveries: Vec<Delivered>,
+    pub acks: Vec<Acked>,
+    pub end: Option<(u64, SubscriptionEnd)>,
+}
+
 /// The recorded history, shared by the clients and the world through [`HistoryLog`].
 #[derive(Debug, Default)]
 pub struct History {
@@ -491,6 +597,7 @@ pub struct History {
     pub faults: Vec<FaultRecord>,
     pub recoveries: Vec<Recovery>,
     pub probes: Vec<Probe>,
+    pub subscriptions: Vec<Subscription>,
     pub trace: Trace,
 }
 
@@ -578,6 +685,69 @@ impl HistoryLog {
         let mut h = self.lock();
         h.trace.record(&("probe", &probe));
         h.probes.push(probe);
+    }
+
+    /// Records a new subscription; returns its id for the calls below.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one call site; each field is recorded"
+    )]
+    pub fn subscribe(
+        &self,
+        at_ns: u64,
+        subscriber: u32,
+        chain: u32,
+        node: u32,
+        window: u64,
+        resumed: bool,
+        targets: Vec<SubscribedTarget>,
+    ) -> u64 {
+        let mut h = self.lock();
+        let id = h.subscriptions.len() as u64;
+        h.trace.record(&serde_json::json!({
+            "t": at_ns, "e": "subscribe", "sub": id, "c": subscriber, "chain": chain,
+            "n": node, "window": window, "resumed": resumed, "targets": targets,
+        }));
+        h.subscriptions.push(Subscription {
+            id,
+            subscriber,
+            chain,
+            node,
+            at_ns,
+            window,
+            resumed,
+            targets,
+            deliveries: Vec::new(),
+            acks: Vec::new(),
+            end: None,
+        });
+        id
+    }
+
+    pub fn deliver(&self, sub: u64, delivered: Delivered) {
+        let mut h = self.lock();
+        h.trace.record(&serde_json::json!({
+            "t": delivered.at_ns, "e": "deliver", "sub": sub, "cursor": delivered.cursor,
+            "event": delivered.event,
+        }));
+        h.subscriptions[sub as usize].deliveries.push(delivered);
+    }
+
+    pub fn ack(&self, sub: u64, acked: Acked) {
+        let mut h = self.lock();
+        h.trace.record(&serde_json::json!({
+            "t": acked.at_ns, "e": "ack", "sub": sub, "cursor": acked.cursor,
+            "accepted": acked.accepted,
+        }));
+        h.subscriptions[sub as usize].acks.push(acked);
+    }
+
+    pub fn end_subscription(&self, sub: u64, at_ns: u64, end: SubscriptionEnd) {
+        let mut h = self.lock();
+        h.trace.record(&serde_json::json!({
+            "t": at_ns, "e": "sub_end", "sub": sub, "end": end,
+        }));
+        h.subscriptions[sub as usize].end = Some((at_ns, end));
     }
 
     /// Takes the history out (the run is over; clients are gone).

@@ -12,6 +12,7 @@
 //! | [`seeds`] | independent named random streams of one seed |
 //! | [`node`] | a simulated node: its store slot, its disk latency as virtual time ([`node::NodeEnv`]) |
 //! | [`workload`] | simulated clients: appends of every kind, retries, transactions, reads |
+//! | [`subscriber`] | simulated subscribers: subscriptions with windows and acks, resubscribed after restarts |
 //! | [`net`] | the simulated client network: byte streams split, delayed, reset and partitioned |
 //! | [`history`] | the recorded operations, faults and recoveries |
 //! | [`trace`] | the run's JSON-lines trace and its running FNV-1a hash |
@@ -42,6 +43,7 @@ pub mod seeds;
 pub mod shrink;
 pub mod snapshot;
 pub mod soak;
+pub mod subscriber;
 pub mod trace;
 pub mod workload;
 pub mod world;

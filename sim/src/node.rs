@@ -12,6 +12,7 @@
 //! latency before each read.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -36,6 +37,9 @@ struct Latency {
 pub struct NodeSlot {
     pub id: u32,
     db: Mutex<Option<Db<SimDisk>>>,
+    /// Counts the stores this node has opened, so a client holding a connection can tell a
+    /// restart (its connection is gone) from the same process still running.
+    incarnation: AtomicU64,
     latency: Mutex<Latency>,
     /// The node's own environment: its wall clock stamps events, as a server would.
     env: SimEnv,
@@ -57,6 +61,7 @@ impl NodeSlot {
         NodeSlot {
             id,
             db: Mutex::new(None),
+            incarnation: AtomicU64::new(0),
             latency: Mutex::new(Latency {
                 mean_ns: latency_ns,
                 tail_probability,
@@ -72,8 +77,29 @@ impl NodeSlot {
         lock(&self.db).clone()
     }
 
+    /// The store and its incarnation, if the node is up.
+    pub fn current(&self) -> Option<(u64, Db<SimDisk>)> {
+        let db = lock(&self.db);
+        let db = db.as_ref()?.clone();
+        Some((self.incarnation.load(Ordering::SeqCst), db))
+    }
+
+    /// The incarnation of the store now open (or last open, while the node is down).
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation.load(Ordering::SeqCst)
+    }
+
+    /// The node's own executor environment: tasks spawned on it die when the node crashes.
+    pub fn env(&self) -> SimEnv {
+        self.env.clone()
+    }
+
     pub fn set_db(&self, db: Option<Db<SimDisk>>) {
-        let old = std::mem::replace(&mut *lock(&self.db), db);
+        let mut slot = lock(&self.db);
+        // Taking the store away ends the incarnation as surely as opening a new one.
+        self.incarnation.fetch_add(1, Ordering::SeqCst);
+        let old = std::mem::replace(&mut *slot, db);
+        drop(slot);
         // Dropped outside the lock: dropping a store closes files and channels.
         drop(old);
     }

@@ -65,6 +65,11 @@ pub fn pin(scenario: &Scenario, derived: &Derived) -> Scenario {
     pinned.workload.timeout = Range::one(Nanos(w.timeout_ns));
     pinned.workload.retries = count(w.retries);
     pinned.workload.max_events = count(w.max_events);
+    let sub = &w.subscribers;
+    pinned.workload.subscribers = count(sub.count);
+    pinned.workload.subscriber_ack_delay = Range::one(Nanos(sub.ack_delay_mean_ns));
+    pinned.workload.subscriber_stall = Range::one(Prob(sub.stall));
+    pinned.workload.subscriber_stall_for = Range::one(Nanos(sub.stall_for_ns));
     let d = &derived.disk;
     let disk = &mut pinned.faults.disk;
     disk.sector_size = vec![d.sector_size];

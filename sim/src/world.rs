@@ -10,6 +10,8 @@
 //!    the scenario's `drain` bound; a client still busy after it counts as hung.
 //! 3. **Heal**: every fault stops: disk faults off, space freed, power cuts disarmed, clocks
 //!    corrected, down nodes restarted.
+//!    Subscribers, if any, then catch up: each must be delivered every target up to the
+//!    store's end within `liveness_within` ([`crate::subscriber`]).
 //! 4. **Final crash**: every node loses power once more and recovers, so every acknowledged
 //!    event must come back from what the disk made durable.
 //! 5. **Probe**: one append per node must succeed within `liveness_within`.
@@ -44,6 +46,7 @@ use crate::rt::{Sim, SimEnv};
 use crate::scenario::{Derived, FaultAction, Scenario};
 use crate::seeds;
 use crate::snapshot::{NodeState, Snapshot, read_node};
+use crate::subscriber::Subscriber;
 use crate::workload::{Client, Streams, probe};
 
 /// How often the driver looks up from the executor to catch fired power cuts and due
@@ -55,6 +58,10 @@ pub const REOPEN_RETRY: Duration = Duration::from_millis(100);
 const CLIENT_NODE_BASE: u32 = 1000;
 /// Executor nodes (and client numbers) of the liveness probes start here.
 const PROBE_NODE_BASE: u32 = 2000;
+/// Executor nodes of subscribers start here.
+const SUBSCRIBER_NODE_BASE: u32 = 3000;
+/// Extra time the world gives subscribers beyond their own catch-up bound before it stops them.
+const SUBSCRIBER_GRACE: Duration = Duration::from_secs(1);
 /// Where each node keeps its store on its disk.
 const ROOT: &str = "/data/sierradb";
 
@@ -256,6 +263,9 @@ impl World {
         let stop = Arc::new(AtomicBool::new(false));
         let alive = Arc::new(AtomicUsize::new(0));
         self.spawn_clients(&stop, &alive);
+        let finish = Arc::new(AtomicBool::new(false));
+        let subscribers_alive = Arc::new(AtomicUsize::new(0));
+        self.spawn_subscribers(&finish, &subscribers_alive);
 
         // 1. Workload.
         let end = self.derived.duration_ns;
@@ -290,6 +300,23 @@ impl World {
 
         // 3. Heal.
         self.heal();
+
+        // 3½. Subscribers catch up (only when there are any, so runs without them are
+        // unchanged): every target delivered to the store's end within the liveness bound.
+        if self.derived.workload.subscribers.count > 0 {
+            finish.store(true, Ordering::SeqCst);
+            let give_up = self.now()
+                + self.derived.check.liveness_within_ns
+                + SUBSCRIBER_GRACE.as_nanos() as u64;
+            while subscribers_alive.load(Ordering::SeqCst) > 0 && self.now() < give_up {
+                self.watch_nodes();
+                let deadline = self.now() + SLICE.as_nanos() as u64;
+                self.sim.run_until(Instant(deadline));
+            }
+            for index in 0..self.derived.workload.subscribers.count {
+                self.sim.crash_node(SUBSCRIBER_NODE_BASE + index);
+            }
+        }
 
         // 4. Final crash and recovery.
         for n in 0..self.derived.nodes {
@@ -381,6 +408,30 @@ impl World {
             };
             alive.fetch_add(1, Ordering::SeqCst);
             db::env::Env::spawn(&env, "client", Box::pin(client.run()));
+        }
+    }
+
+    fn spawn_subscribers(&mut self, finish: &Arc<AtomicBool>, alive: &Arc<AtomicUsize>) {
+        let plan = Arc::new(self.derived.workload.clone());
+        for index in 0..self.derived.workload.subscribers.count {
+            let env = self.sim.env_for_node(SUBSCRIBER_NODE_BASE + index);
+            let node = index % self.derived.nodes;
+            let subscriber = Subscriber {
+                index,
+                env: env.clone(),
+                slot: self.nodes[node as usize].slot.clone(),
+                streams: self.streams.clone(),
+                plan: plan.clone(),
+                partition_count: self.derived.store.partition_count,
+                duration_ns: self.derived.duration_ns,
+                log: self.log.clone(),
+                finish: finish.clone(),
+                within_ns: self.derived.check.liveness_within_ns,
+                rng: seeds::rng(self.derived.seed, "subscriber", u64::from(index)),
+                alive: alive.clone(),
+            };
+            alive.fetch_add(1, Ordering::SeqCst);
+            db::env::Env::spawn(&env, "subscriber", Box::pin(subscriber.run()));
         }
     }
 

@@ -86,6 +86,11 @@ fn idempotency_ignores_content_is_caught() {
 }
 
 #[test]
+fn subscription_skips_on_handover_is_caught() {
+    assert_caught("subscription-skips-on-handover");
+}
+
+#[test]
 fn every_planted_bug_has_a_teeth_test() {
     let tested = [
         "ack-before-sync",
@@ -93,6 +98,7 @@ fn every_planted_bug_has_a_teeth_test() {
         "recover-keeps-torn-tail",
         "version-check-off-by-one",
         "idempotency-ignores-content",
+        "subscription-skips-on-handover",
     ];
     for name in sim::planted::names() {
         assert!(

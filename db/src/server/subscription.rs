@@ -12,7 +12,8 @@
 //! publishes new events (`BucketShared::subscribe_published`) and scans again. The receivers
 //! are marked seen *before* each pass, so an event published after a scan missed it always
 //! wakes the wait (see `Feed::wait_for_publish`). No gap, no duplicate, no reorder, by
-//! construction.
+//! construction. Feeds of one bucket wait through one shared registration (`PublishRelay`)
+//! that wakes them in the order they began to wait, so a simulated run replays bit for bit.
 //!
 //! Several targets are read in the order given, round-robin: each pass reads at most
 //! [`SCAN_BATCH`] events of each target in turn, so a target with a long history cannot hold
@@ -243,7 +244,7 @@ impl<E: Env, D: Disk> Subscriptions<E, D> {
                 max: self.limits.max_window,
             });
         }
-        let mut published = BTreeMap::<BucketId, watch::Receiver<u64>>::new();
+        let mut published = BTreeMap::<BucketId, PublishWatch>::new();
         let positions = targets
             .into_iter()
             .map(|(target, start)| {
@@ -254,7 +255,7 @@ impl<E: Env, D: Disk> Subscriptions<E, D> {
                 let bucket = self.store.bucket_of(partition);
                 published
                     .entry(bucket.id)
-                    .or_insert_with(|| bucket.subscribe_published());
+                    .or_insert_with(|| PublishWatch::new(bucket.subscribe_published()));
                 let next = match start {
                     Start::At(position) => position,
                     Start::Latest => self.next_position(&target),
@@ -385,8 +386,8 @@ struct Feed<D: Disk> {
     /// The last acknowledged cursor; closed when the subscription is dropped.
     acks: watch::Receiver<Option<u64>>,
     deliveries: mpsc::Sender<Delivery>,
-    /// One receiver per bucket the targets live in.
-    published: Vec<watch::Receiver<u64>>,
+    /// One per bucket the targets live in.
+    published: Vec<PublishWatch>,
     _alive: mpsc::Sender<()>,
 }
 
@@ -395,8 +396,8 @@ impl<D: Disk> Feed<D> {
         loop {
             // Everything published before this line is visible to the scans of the pass below;
             // anything published after it changes a receiver and wakes `wait_for_publish`.
-            for receiver in &mut self.published {
-                receiver.mark_unchanged();
+            for watch in &mut self.published {
+                watch.mark_unchanged();
             }
             let delivered = match self.pass().await {
                 Ok(delivered) => delivered,
@@ -411,6 +412,14 @@ impl<D: Disk> Feed<D> {
             // nothing; scanning again from the same positions repeats nothing.
             if self.wait_for_publish().await.is_err() {
                 return;
+            }
+            #[cfg(feature = "planted-bugs")]
+            if crate::planted::active(crate::planted::PlantedBug::SubscriptionSkipsOnHandover)
+                && let Some(first) = self.positions.first_mut()
+            {
+                // The planted off-by-one: resuming "after the last event seen" on top of a
+                // position that already points past it, so the first new event is skipped.
+                first.next += 1;
             }
         }
     }
@@ -506,15 +515,11 @@ impl<D: Disk> Feed<D> {
     /// happened after the mark, so it has changed a receiver and this returns at once.
     /// An ack while idle also returns (harmlessly: the next pass finds nothing and waits again).
     async fn wait_for_publish(&mut self) -> Result<(), Gone> {
-        let mut changes: Vec<_> = self
-            .published
-            .iter_mut()
-            .map(|receiver| Box::pin(receiver.changed()))
-            .collect();
+        let published = &self.published;
         // Polled in bucket order, so which change wins does not depend on a hasher or a scheduler.
         let any_published = std::future::poll_fn(|cx| {
-            for change in &mut changes {
-                if let Poll::Ready(result) = change.as_mut().poll(cx) {
+            for watch in published {
+                if let Poll::Ready(result) = watch.poll_changed(cx) {
                     return Poll::Ready(result);
                 }
             }
@@ -523,7 +528,185 @@ impl<D: Disk> Feed<D> {
         tokio::select! {
             biased;
             acked = self.acks.changed() => acked.map_err(|_| Gone),
-            published = any_published => published.map_err(|_| Gone),
+            published = any_published => published.map_err(|Closed| Gone),
+        }
+    }
+}
+
+/// A feed's view of one bucket's publish counter (`BucketShared::subscribe_published`).
+///
+/// Why not wait on the `watch::Receiver` directly: `tokio::sync::watch` spreads the tasks
+/// waiting on one channel over eight `Notify`s chosen by a thread-local random number, so
+/// several feeds waiting on one bucket are woken in an order that changes from run to run. On
+/// tokio that is harmless; in the simulator it changes the schedule, and a seed no longer
+/// replays. So every feed of a bucket waits through one shared [`PublishRelay`], which holds the
+/// channel's only waiting registration and wakes the feeds in the order they began to wait.
+struct PublishWatch {
+    relay: Arc<PublishRelay>,
+    /// Reads the counter; never waits.
+    receiver: watch::Receiver<u64>,
+    /// The counter as of the last [`PublishWatch::mark_unchanged`].
+    seen: u64,
+}
+
+/// The bucket's publisher is gone (its store was dropped).
+#[derive(Debug)]
+struct Closed;
+
+impl PublishWatch {
+    fn new(receiver: watch::Receiver<u64>) -> Self {
+        let relay = PublishRelay::for_channel(&receiver);
+        let seen = *receiver.borrow();
+        PublishWatch {
+            relay,
+            receiver,
+            seen,
+        }
+    }
+
+    /// Everything published so far counts as seen.
+    fn mark_unchanged(&mut self) {
+        self.seen = *self.receiver.borrow();
+    }
+
+    /// Ready once the bucket published after the last mark (or its publisher is gone).
+    fn poll_changed(&self, cx: &mut std::task::Context<'_>) -> Poll<Result<(), Closed>> {
+        self.relay.poll_changed(&self.receiver, self.seen, cx)
+    }
+}
+
+type Registration =
+    std::pin::Pin<Box<dyn Future<Output = (bool, watch::Receiver<u64>)> + Send + 'static>>;
+
+/// The one waiting registration on a bucket's publish channel, shared by every feed of the
+/// process that reads the bucket, and the feeds waiting through it in arrival order.
+struct PublishRelay {
+    /// Identifies the channel (`same_channel`); never waits.
+    probe: watch::Receiver<u64>,
+    state: std::sync::Mutex<RelayState>,
+}
+
+struct RelayState {
+    /// The receiver that waits, while no registration is armed.
+    idle: Option<watch::Receiver<u64>>,
+    /// `changed()` of that receiver, armed while any feed waits.
+    armed: Option<Registration>,
+    closed: bool,
+    /// Feeds to wake at the next publish, in the order they began to wait.
+    waiters: Vec<std::task::Waker>,
+}
+
+/// The relays alive in the process, found by channel. A handful per store (one per bucket it
+/// has opened), so a linear search is fine; entries whose feeds are all gone are dropped on
+/// the next lookup.
+static RELAYS: std::sync::Mutex<Vec<std::sync::Weak<PublishRelay>>> =
+    std::sync::Mutex::new(Vec::new());
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl PublishRelay {
+    fn for_channel(receiver: &watch::Receiver<u64>) -> Arc<PublishRelay> {
+        let mut relays = lock(&RELAYS);
+        relays.retain(|relay| relay.strong_count() > 0);
+        if let Some(relay) = relays
+            .iter()
+            .filter_map(std::sync::Weak::upgrade)
+            .find(|relay| relay.probe.same_channel(receiver))
+        {
+            return relay;
+        }
+        let relay = Arc::new(PublishRelay {
+            probe: receiver.clone(),
+            state: std::sync::Mutex::new(RelayState {
+                idle: Some(receiver.clone()),
+                armed: None,
+                closed: false,
+                waiters: Vec::new(),
+            }),
+        });
+        relays.push(Arc::downgrade(&relay));
+        relay
+    }
+
+    fn poll_changed(
+        self: &Arc<Self>,
+        receiver: &watch::Receiver<u64>,
+        seen: u64,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Result<(), Closed>> {
+        let woken = {
+            let mut state = lock(&self.state);
+            if *receiver.borrow() != seen {
+                return Poll::Ready(Ok(()));
+            }
+            if state.closed {
+                return Poll::Ready(Err(Closed));
+            }
+            if !state.waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                state.waiters.push(cx.waker().clone());
+            }
+            self.drive(&mut state)
+        };
+        // Woken outside the lock: a waker may poll (and so lock) at once.
+        for waker in woken {
+            waker.wake();
+        }
+        if *receiver.borrow() != seen {
+            Poll::Ready(Ok(()))
+        } else if lock(&self.state).closed {
+            Poll::Ready(Err(Closed))
+        } else {
+            Poll::Pending
+        }
+    }
+
+    /// Polls the registration (arming it if needed) until it is pending again; returns the
+    /// waiters to wake if the channel changed or closed meanwhile.
+    fn drive(self: &Arc<Self>, state: &mut RelayState) -> Vec<std::task::Waker> {
+        let waker = std::task::Waker::from(Arc::new(RelayWaker(Arc::downgrade(self))));
+        let mut cx = std::task::Context::from_waker(&waker);
+        if state.closed {
+            return Vec::new();
+        }
+        if state.armed.is_none()
+            && let Some(mut receiver) = state.idle.take()
+        {
+            state.armed = Some(Box::pin(async move {
+                let open = receiver.changed().await.is_ok();
+                (open, receiver)
+            }));
+        }
+        let Some(armed) = state.armed.as_mut() else {
+            return Vec::new();
+        };
+        match armed.as_mut().poll(&mut cx) {
+            // Not re-armed here: the next feed to wait arms it, so an idle bucket holds none.
+            Poll::Ready((open, receiver)) => {
+                state.armed = None;
+                state.idle = Some(receiver);
+                state.closed = !open;
+                std::mem::take(&mut state.waiters)
+            }
+            Poll::Pending => Vec::new(),
+        }
+    }
+}
+
+/// Wakes a relay's feeds when its registration fires.
+struct RelayWaker(std::sync::Weak<PublishRelay>);
+
+impl std::task::Wake for RelayWaker {
+    fn wake(self: Arc<Self>) {
+        let Some(relay) = self.0.upgrade() else {
+            return;
+        };
+        let woken = relay.drive(&mut lock(&relay.state));
+        for waker in woken {
+            waker.wake();
         }
     }
 }

@@ -15,6 +15,7 @@
 //! | [`reads`] | every read returns data consistent with the acknowledged history |
 //! | [`recovery`] | recovery accepts what crashes leave and does what it reports |
 //! | [`liveness`] | after faults heal, writes make progress within a bound |
+//! | [`subscriptions`] | subscriptions deliver every event from their start, once, in order, within their window |
 //!
 //! # Corruption
 //!
@@ -33,6 +34,7 @@ pub mod outcomes;
 pub mod positions;
 pub mod reads;
 pub mod recovery;
+pub mod subscriptions;
 
 use std::collections::BTreeMap;
 
@@ -141,7 +143,7 @@ pub struct Checker {
 }
 
 /// Every checker, in the order they run and print.
-pub const ALL: [Checker; 8] = [
+pub const ALL: [Checker; 9] = [
     durability::CHECKER,
     positions::CHECKER,
     atomicity::CHECKER,
@@ -150,6 +152,7 @@ pub const ALL: [Checker; 8] = [
     reads::CHECKER,
     recovery::CHECKER,
     liveness::CHECKER,
+    subscriptions::CHECKER,
 ];
 
 /// Runs every checker.

@@ -184,6 +184,19 @@ pub struct WorkloadPlan {
     pub max_events: u32,
     pub max_ops_per_client: u64,
     pub mix: Mix,
+    pub subscribers: SubscriberPlan,
+}
+
+/// The subscriber clients, concrete where a seed picks one value; the ranges each subscriber
+/// draws from on its own stream.
+#[derive(Clone, Debug, Serialize)]
+pub struct SubscriberPlan {
+    pub count: u32,
+    pub subscriptions: (u64, u64),
+    pub window: (u64, u64),
+    pub ack_delay_mean_ns: u64,
+    pub stall: f64,
+    pub stall_for_ns: u64,
 }
 
 /// The disk's faults and latency, concrete.
@@ -358,6 +371,25 @@ impl Derived {
             max_events: pick_u32(&w.max_events, rng).max(1),
             max_ops_per_client: w.max_ops_per_client.0,
             mix: w.mix.clone(),
+            subscribers: {
+                // Its own stream: adding subscriber keys leaves every other draw where it was.
+                let mut rng = seeds::rng(seed, "derive/subscribers", 0);
+                let rng = &mut rng;
+                SubscriberPlan {
+                    count: pick_u32(&w.subscribers, rng),
+                    subscriptions: (
+                        w.subscriptions_per_subscriber.low.0.max(1),
+                        w.subscriptions_per_subscriber.high.0.max(1),
+                    ),
+                    window: (
+                        w.subscriber_window.low.0.max(1),
+                        w.subscriber_window.high.0.max(1),
+                    ),
+                    ack_delay_mean_ns: w.subscriber_ack_delay.pick(rng).0,
+                    stall: w.subscriber_stall.pick(rng).0,
+                    stall_for_ns: w.subscriber_stall_for.pick(rng).0,
+                }
+            },
         };
         let d = &scenario.faults.disk;
         let sectors = &d.sector_size;
@@ -620,6 +652,21 @@ impl fmt::Display for Derived {
             w.payload_bytes.1,
             w.max_events
         )?;
+        let sub = &w.subscribers;
+        if sub.count > 0 {
+            writeln!(
+                f,
+                "  subscribers: {} with {}..{} subscription(s), window {}..{}, ack delay {} stall {:.2} for {}",
+                sub.count,
+                sub.subscriptions.0,
+                sub.subscriptions.1,
+                sub.window.0,
+                sub.window.1,
+                secs(sub.ack_delay_mean_ns),
+                sub.stall,
+                secs(sub.stall_for_ns)
+            )?;
+        }
         writeln!(
             f,
             "  disk: sector {}B kept {:.2} torn {:.2} flip {:.1e} misdirect {:.1e} eio r/w/s {:.1e}/{:.1e}/{:.1e} latency {} tail {:.1e}+{}",

@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use derive::{
-    CheckPlan, Derived, DiskPlan, FaultAction, FaultEvent, Mix, OpKind, WorkloadPlan,
+    CheckPlan, Derived, DiskPlan, FaultAction, FaultEvent, Mix, OpKind, SubscriberPlan,
+    WorkloadPlan,
 };
 pub use quantity::{ByteSize, Count, Nanos, Prob, Range, SignedNanos};
 
@@ -116,6 +117,22 @@ pub struct WorkloadSpec {
     /// Stop each client after this many operations (0: no limit).
     pub max_ops_per_client: Count,
     pub mix: Mix,
+    /// Subscriber clients (besides `clients`): each holds a few subscriptions on one node,
+    /// consumes and acknowledges deliveries, and resubscribes from its acknowledged positions
+    /// after the node restarts. 0: none.
+    pub subscribers: Range<Count>,
+    /// Subscriptions each subscriber holds (drawn per subscriber).
+    pub subscriptions_per_subscriber: Range<Count>,
+    /// The window of each subscription (drawn per subscription; at least 1).
+    pub subscriber_window: Range<Count>,
+    /// Mean delay between a delivery and the acknowledgement that covers it (each delay uniform
+    /// in `[0, 2·mean]`).
+    pub subscriber_ack_delay: Range<Nanos>,
+    /// The chance that a subscriber stops acknowledging a subscription for a while when an
+    /// acknowledgement falls due, so the window binds.
+    pub subscriber_stall: Range<Prob>,
+    /// How long such a stall lasts (each uniform in ±50%).
+    pub subscriber_stall_for: Range<Nanos>,
 }
 
 impl Default for WorkloadSpec {
@@ -134,6 +151,12 @@ impl Default for WorkloadSpec {
             max_events: Range::parse("2..5").expect("valid default"),
             max_ops_per_client: Count(0),
             mix: Mix::default(),
+            subscribers: Range::one(Count(0)),
+            subscriptions_per_subscriber: Range::parse("1..3").expect("valid default"),
+            subscriber_window: Range::parse("1..64").expect("valid default"),
+            subscriber_ack_delay: Range::parse("0ms..10ms").expect("valid default"),
+            subscriber_stall: Range::parse("0..0.2").expect("valid default"),
+            subscriber_stall_for: Range::parse("20ms..300ms").expect("valid default"),
         }
     }
 }
@@ -364,6 +387,9 @@ impl Scenario {
         }
         if self.faults.disk.sector_size.is_empty() || self.faults.disk.sector_size.contains(&0) {
             return Err("faults.disk.sector_size must list sizes above 0".into());
+        }
+        if self.workload.subscriber_window.low.0 == 0 {
+            return Err("workload.subscriber_window must be at least 1".into());
         }
         if self.workload.mix.total() <= 0.0 {
             return Err("workload.mix needs at least one positive weight".into());

@@ -1,0 +1,560 @@
+//! Simulated subscribers: clients that hold subscriptions (`ESUB`/`EPSUB`-like) on one node,
+//! consume their deliveries, acknowledge them with a window, and resubscribe after the node
+//! restarts.
+//!
+//! Each subscriber is one task on its own executor node, like a [`crate::workload::Client`],
+//! and plays the connection's part of the server: it owns a `db::server::subscription::
+//! Subscriptions` built on the node's current store, whose feeds run on the node's executor
+//! node (so a crash kills them, as it would close the TCP connection). It draws its
+//! subscriptions once, from its own random stream:
+//!
+//! - streams (one to three, `FROM 0`, `FROM LATEST` or `FROM` a small version), or
+//! - partitions (one to three, or every partition), from the same kinds of start;
+//!
+//! each with a window drawn from `subscriber_window`, each made at a random time in the first
+//! half of the run (so `FROM LATEST` starts on a store that already holds events).
+//!
+//! # Acknowledgements
+//!
+//! An acknowledgement falls due a drawn delay after a delivery (`subscriber_ack_delay`) and
+//! covers everything delivered by then. Sometimes (`subscriber_stall`) the subscriber lets a
+//! subscription go unacknowledged for `subscriber_stall_for` instead, so the window binds and
+//! the feed must wait.
+//!
+//! # Restarts: at-least-once across them, exactly once within a subscription
+//!
+//! Subscriptions are not persisted: when the node crashes or restarts (a new incarnation of
+//! its slot) every subscription of the connection is gone. The subscriber then subscribes
+//! again, per target from its last acknowledged position + 1 (or the original start if nothing
+//! was acknowledged), so deliveries it had not acknowledged are delivered again. A feed that
+//! stops on a read error is resubscribed the same way.
+//!
+//! # Catching up
+//!
+//! After the workload, drain and heal, the world sets `finish`: from then on the subscriber
+//! acknowledges at once and, within `liveness_within`, must receive every target up to the
+//! store's last position. It records `CaughtUp` with those heads, or `Behind` / `NodeDown`.
+//! Everything goes into the [`HistoryLog`]; [`crate::check::subscriptions`] judges it.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use db::env::Env;
+use db::model::{PartitionId, StreamVersion};
+use db::server::subscription::{Received, Start, SubscriptionLimits, Subscriptions, Target};
+use disk::SimDisk;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use crate::history::{
+    Acked, Delivered, ErrorClass, HistoryLog, StreamRef, SubFrom, SubTarget, SubscribedTarget,
+    SubscriptionEnd,
+};
+use crate::node::{NodeEnv, NodeSlot, timeout};
+use crate::rt::SimEnv;
+use crate::scenario::WorkloadPlan;
+use crate::scenario::quantity::{jitter, uniform};
+use crate::workload::{Streams, seen};
+
+/// How often a waiting subscriber looks up to notice restarts, due acknowledgements and the
+/// end of the run.
+const TICK: Duration = Duration::from_millis(5);
+/// Pause before resubscribing after a feed stopped on a read error.
+const RETRY_AFTER_FAILURE_NS: u64 = 10_000_000;
+/// The server's limits for the subscriber's connection (the real defaults).
+const LIMITS: SubscriptionLimits = SubscriptionLimits {
+    max_per_connection: 64,
+    default_window: 1_000,
+    max_window: 100_000,
+};
+
+/// What one subscriber needs; built by the world.
+pub struct Subscriber {
+    pub index: u32,
+    pub env: SimEnv,
+    pub slot: Arc<NodeSlot>,
+    pub streams: Arc<Streams>,
+    pub plan: Arc<WorkloadPlan>,
+    pub partition_count: u16,
+    pub duration_ns: u64,
+    pub log: HistoryLog,
+    /// Set by the world after healing: catch up, record how far, and stop.
+    pub finish: Arc<AtomicBool>,
+    /// The bound on catching up once `finish` is set.
+    pub within_ns: u64,
+    pub rng: ChaCha8Rng,
+    /// Decremented when the subscriber stops.
+    pub alive: Arc<AtomicUsize>,
+}
+
+/// The live subscription of a chain on the current connection.
+struct Live {
+    record: u64,
+    id: Uuid,
+    /// Per target: the position after the last one delivered.
+    next: Vec<u64>,
+    /// The next cursor expected, i.e. deliveries so far.
+    delivered: u64,
+    /// Delivered cursors not yet acknowledged, with their target and position.
+    unacked: VecDeque<(u64, Option<usize>, u64)>,
+    /// When the next acknowledgement is due, if one is.
+    ack_due_ns: Option<u64>,
+}
+
+/// One of the subscriber's subscriptions across connections.
+struct Chain {
+    targets: Vec<SubTarget>,
+    from: Vec<SubFrom>,
+    window: u64,
+    start_at_ns: u64,
+    /// Per target: where a resubscription starts (acknowledged position + 1, else the
+    /// original start once it is known).
+    resume: Vec<Option<u64>>,
+    live: Option<Live>,
+    /// Earliest time to (re)subscribe.
+    retry_at_ns: u64,
+    subscribed_once: bool,
+}
+
+/// The subscriber's connection to one incarnation of its node.
+struct Connection {
+    incarnation: u64,
+    db: db::Db<SimDisk>,
+    subscriptions: Subscriptions<NodeEnv, SimDisk>,
+    chains_by_id: BTreeMap<Uuid, usize>,
+}
+
+struct AliveGuard(Arc<AtomicUsize>);
+
+impl Drop for AliveGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Subscriber {
+    /// Runs until it has caught up after `finish`, or the bound on that passed.
+    pub async fn run(mut self) {
+        let _alive = AliveGuard(self.alive.clone());
+        let mut chains = self.plan_chains();
+        let mut conn: Option<Connection> = None;
+        let mut finish_by: Option<u64> = None;
+        loop {
+            let now = self.now();
+            if finish_by.is_none() && self.finish.load(Ordering::SeqCst) {
+                finish_by = Some(now + self.within_ns);
+            }
+            if conn
+                .as_ref()
+                .is_some_and(|c| c.incarnation != self.slot.incarnation())
+            {
+                self.disconnect(&mut chains, &mut conn, now);
+            }
+            if conn.is_none() {
+                conn = self.connect();
+            }
+            let Some(connection) = conn.as_mut() else {
+                if finish_by.is_some_and(|by| now >= by) {
+                    self.end_all(&mut chains, None, now, SubscriptionEnd::NodeDown);
+                    return;
+                }
+                self.env.sleep(TICK).await;
+                continue;
+            };
+            for i in 0..chains.len() {
+                if chains[i].live.is_none()
+                    && now >= chains[i].retry_at_ns
+                    && (now >= chains[i].start_at_ns || finish_by.is_some())
+                {
+                    self.subscribe(&mut chains, i, connection, now);
+                }
+            }
+            if finish_by.is_some() {
+                if let Some(heads) = self.caught_up(&chains, connection) {
+                    for (chain, heads) in chains.iter_mut().zip(heads) {
+                        if let Some(live) = chain.live.take() {
+                            self.log.end_subscription(
+                                live.record,
+                                now,
+                                SubscriptionEnd::CaughtUp { heads },
+                            );
+                        }
+                    }
+                    return;
+                }
+                if finish_by.is_some_and(|by| now >= by) {
+                    self.end_all(&mut chains, Some(connection), now, SubscriptionEnd::Behind);
+                    return;
+                }
+            }
+            self.ack_due(&mut chains, connection, now, finish_by.is_some());
+            let next_ack = chains
+                .iter()
+                .filter_map(|c| c.live.as_ref()?.ack_due_ns)
+                .min()
+                .map_or(TICK.as_nanos() as u64, |due| due.saturating_sub(now));
+            let wait = Duration::from_nanos(next_ack.clamp(1, TICK.as_nanos() as u64));
+            let env = self.env.clone();
+            if let Some(delivery) =
+                timeout(&env, wait, connection.subscriptions.next_delivery()).await
+            {
+                // A delivery still queued from before a crash belongs to a connection that no
+                // longer exists: a real client would never read it.
+                if connection.incarnation != self.slot.incarnation() {
+                    continue;
+                }
+                if let Some(received) = connection.subscriptions.accept(delivery) {
+                    self.receive(&mut chains, connection, received);
+                }
+            }
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.env.now().0
+    }
+
+    fn chance(&mut self, p: f64) -> bool {
+        self.rng.random::<f64>() < p
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            0
+        } else {
+            uniform(&mut self.rng, 0, n - 1)
+        }
+    }
+
+    /// Draws the subscriptions: what each reads, from where, with which window, and when it
+    /// is made.
+    fn plan_chains(&mut self) -> Vec<Chain> {
+        let sub = self.plan.subscribers.clone();
+        let count = uniform(&mut self.rng, sub.subscriptions.0, sub.subscriptions.1);
+        let mut chains = Vec::new();
+        for _ in 0..count {
+            let draw = self.rng.random::<f64>();
+            let targets: Vec<SubTarget> = if draw < 0.5 {
+                let n = 1 + self.below(3);
+                let mut picked = Vec::new();
+                for _ in 0..n {
+                    let s = self.pick_stream();
+                    if !picked.contains(&SubTarget::Stream(s)) {
+                        picked.push(SubTarget::Stream(s));
+                    }
+                }
+                picked
+            } else if draw < 0.8 {
+                let n = 1 + self.below(3);
+                let mut picked = Vec::new();
+                for _ in 0..n {
+                    let p = self.below(u64::from(self.partition_count)) as u16;
+                    if !picked.contains(&SubTarget::Partition(p)) {
+                        picked.push(SubTarget::Partition(p));
+                    }
+                }
+                picked
+            } else {
+                (0..self.partition_count)
+                    .map(SubTarget::Partition)
+                    .collect()
+            };
+            let from = targets
+                .iter()
+                .map(|_| match self.rng.random::<f64>() {
+                    d if d < 0.5 => SubFrom::At(0),
+                    d if d < 0.85 => SubFrom::Latest,
+                    _ => SubFrom::At(self.below(6)),
+                })
+                .collect();
+            let window = uniform(&mut self.rng, sub.window.0, sub.window.1).max(1);
+            let start_at_ns = self.below(self.duration_ns / 2);
+            chains.push(Chain {
+                resume: vec![None; targets.len()],
+                targets,
+                from,
+                window,
+                start_at_ns,
+                live: None,
+                retry_at_ns: 0,
+                subscribed_once: false,
+            });
+        }
+        chains
+    }
+
+    fn pick_stream(&mut self) -> StreamRef {
+        let (hot, fraction, all) = (
+            self.plan.hot_streams.min(self.plan.streams),
+            self.plan.hot_fraction,
+            self.plan.streams,
+        );
+        if hot > 0 && self.chance(fraction) {
+            StreamRef(self.below(u64::from(hot)) as u32)
+        } else {
+            StreamRef(self.below(u64::from(all)) as u32)
+        }
+    }
+
+    /// A connection to the node's current store, if it is up.
+    fn connect(&self) -> Option<Connection> {
+        let (incarnation, db) = self.slot.current()?;
+        let env = NodeEnv::new(self.slot.env(), self.slot.clone());
+        // The server waits on this channel at shutdown; here nobody does.
+        let (tasks_alive, _) = mpsc::channel(1);
+        let subscriptions = Subscriptions::new(
+            env,
+            db.store().clone(),
+            LIMITS,
+            Arc::new(AtomicUsize::new(0)),
+            tasks_alive,
+        );
+        Some(Connection {
+            incarnation,
+            db,
+            subscriptions,
+            chains_by_id: BTreeMap::new(),
+        })
+    }
+
+    /// The connection is gone with its node: every live subscription ends.
+    fn disconnect(&self, chains: &mut [Chain], conn: &mut Option<Connection>, now: u64) {
+        for chain in chains.iter_mut() {
+            if let Some(live) = chain.live.take() {
+                self.log
+                    .end_subscription(live.record, now, SubscriptionEnd::Disconnected);
+            }
+        }
+        *conn = None;
+    }
+
+    fn end_all(
+        &self,
+        chains: &mut [Chain],
+        conn: Option<&mut Connection>,
+        now: u64,
+        end: SubscriptionEnd,
+    ) {
+        for chain in chains.iter_mut() {
+            if let Some(live) = chain.live.take() {
+                self.log.end_subscription(live.record, now, end.clone());
+            }
+        }
+        if let Some(conn) = conn {
+            conn.subscriptions.clear();
+        }
+    }
+
+    /// The store's last position of `target` now.
+    fn head(&self, db: &db::Db<SimDisk>, target: SubTarget) -> Option<u64> {
+        match target {
+            SubTarget::Stream(s) => db
+                .store()
+                .stream_version(self.streams.key(s), self.streams.id(s))
+                .map(|v: StreamVersion| v.0),
+            SubTarget::Partition(p) => db.store().partition_sequence(PartitionId(p)).map(|s| s.0),
+        }
+    }
+
+    fn subscribe(&self, chains: &mut [Chain], i: usize, conn: &mut Connection, now: u64) {
+        let chain = &mut chains[i];
+        let mut requested = Vec::new();
+        let mut recorded = Vec::new();
+        for (t, &target) in chain.targets.iter().enumerate() {
+            let (from, start) = match chain.resume[t] {
+                Some(position) => (SubFrom::At(position), position),
+                None => match chain.from[t] {
+                    // The server resolves `LATEST` in the same synchronous call, so this reads
+                    // the same head it will.
+                    SubFrom::Latest => (
+                        SubFrom::Latest,
+                        self.head(&conn.db, target).map_or(0, |h| h + 1),
+                    ),
+                    SubFrom::At(position) => (SubFrom::At(position), position),
+                },
+            };
+            chain.resume[t] = Some(start);
+            let db_target = match target {
+                SubTarget::Stream(s) => Target::Stream {
+                    partition_key: self.streams.key(s),
+                    stream_id: self.streams.id(s).clone(),
+                },
+                SubTarget::Partition(p) => Target::Partition(PartitionId(p)),
+            };
+            let db_start = match from {
+                SubFrom::Latest => Start::Latest,
+                SubFrom::At(position) => Start::At(position),
+            };
+            requested.push((db_target, db_start));
+            recorded.push(SubscribedTarget {
+                target,
+                from,
+                start,
+            });
+        }
+        let resumed = chain.subscribed_once;
+        chain.subscribed_once = true;
+        let starts: Vec<u64> = recorded.iter().map(|t| t.start).collect();
+        let record = self.log.subscribe(
+            now,
+            self.index,
+            i as u32,
+            self.slot.id,
+            chain.window,
+            resumed,
+            recorded,
+        );
+        match conn.subscriptions.subscribe(requested, Some(chain.window)) {
+            Ok(id) => {
+                conn.chains_by_id.insert(id, i);
+                chain.live = Some(Live {
+                    record,
+                    id,
+                    next: starts,
+                    delivered: 0,
+                    unacked: VecDeque::new(),
+                    ack_due_ns: None,
+                });
+            }
+            Err(err) => {
+                self.log.end_subscription(
+                    record,
+                    now,
+                    SubscriptionEnd::Refused {
+                        reason: err.to_string(),
+                    },
+                );
+                chain.retry_at_ns = now + RETRY_AFTER_FAILURE_NS;
+            }
+        }
+    }
+
+    fn receive(&mut self, chains: &mut [Chain], conn: &mut Connection, received: Received) {
+        let now = self.now();
+        match received {
+            Received::Message {
+                subscription,
+                cursor,
+                event,
+            } => {
+                let Some(&i) = conn.chains_by_id.get(&subscription) else {
+                    return;
+                };
+                let event = seen(&event);
+                let (delay, stall, stall_for) = {
+                    let sub = &self.plan.subscribers;
+                    (sub.ack_delay_mean_ns, sub.stall, sub.stall_for_ns)
+                };
+                let due = if self.chance(stall) {
+                    now + jitter(&mut self.rng, stall_for)
+                } else {
+                    now + uniform(&mut self.rng, 0, delay.saturating_mul(2))
+                };
+                let chain = &mut chains[i];
+                let Some(live) = chain.live.as_mut() else {
+                    return;
+                };
+                let target = chain
+                    .targets
+                    .iter()
+                    .position(|t| t.position_of(&event).is_some());
+                let position = target
+                    .and_then(|t| chain.targets[t].position_of(&event))
+                    .unwrap_or(0);
+                if let Some(t) = target {
+                    live.next[t] = position + 1;
+                }
+                live.delivered = cursor + 1;
+                live.unacked.push_back((cursor, target, position));
+                live.ack_due_ns.get_or_insert(due);
+                self.log.deliver(
+                    live.record,
+                    Delivered {
+                        at_ns: now,
+                        cursor,
+                        target,
+                        event,
+                    },
+                );
+            }
+            Received::Failed {
+                subscription,
+                error,
+                ..
+            } => {
+                let Some(i) = conn.chains_by_id.remove(&subscription) else {
+                    return;
+                };
+                if let Some(live) = chains[i].live.take() {
+                    self.log.end_subscription(
+                        live.record,
+                        now,
+                        SubscriptionEnd::Failed {
+                            class: ErrorClass::of(&error),
+                            reason: error.to_string(),
+                        },
+                    );
+                }
+                chains[i].retry_at_ns = now + RETRY_AFTER_FAILURE_NS;
+            }
+        }
+    }
+
+    /// Sends the acknowledgements that are due (all of them while finishing).
+    fn ack_due(&self, chains: &mut [Chain], conn: &mut Connection, now: u64, finishing: bool) {
+        for chain in chains.iter_mut() {
+            let Some(live) = chain.live.as_mut() else {
+                continue;
+            };
+            let due = live.ack_due_ns.is_some_and(|due| due <= now)
+                || (finishing && !live.unacked.is_empty());
+            if !due || live.delivered == 0 {
+                continue;
+            }
+            let cursor = live.delivered - 1;
+            let accepted = conn.subscriptions.ack(live.id, cursor).is_ok();
+            self.log.ack(
+                live.record,
+                Acked {
+                    at_ns: now,
+                    cursor,
+                    after_deliveries: live.delivered,
+                    accepted,
+                },
+            );
+            while let Some(&(c, target, position)) = live.unacked.front() {
+                if c > cursor {
+                    break;
+                }
+                live.unacked.pop_front();
+                if let Some(t) = target {
+                    chain.resume[t] = Some(position + 1);
+                }
+            }
+            live.ack_due_ns = None;
+        }
+    }
+
+    /// The heads of every target, per chain, if every chain is subscribed and has been
+    /// delivered everything the store holds.
+    fn caught_up(&self, chains: &[Chain], conn: &Connection) -> Option<Vec<Vec<Option<u64>>>> {
+        let mut all = Vec::new();
+        for chain in chains {
+            let live = chain.live.as_ref()?;
+            let mut heads = Vec::new();
+            for (t, &target) in chain.targets.iter().enumerate() {
+                let head = self.head(&conn.db, target);
+                if head.is_some_and(|h| live.next[t] <= h) {
+                    return None;
+                }
+                heads.push(head);
+            }
+            all.push(heads);
+        }
+        Some(all)
+    }
+}
