@@ -486,6 +486,7 @@ async fn info_reports_every_section() {
         "# Clients\r\nconnected_clients:2\r\nmaxclients:10000\r\n",
         "# Storage\r\npartitions:32\r\nbuckets:4\r\nsegments:4\r\n",
         "# Subscriptions\r\nconnection_subscriptions:1\r\ntotal_subscriptions:3\r\n",
+        "# Cluster\r\ncluster_enabled:0\r\nnodes:1\r\nreplication_factor:1\r\nbuckets_led:4\r\n",
     ] {
         assert!(info.contains(line), "{line:?} not in {info:?}");
     }

@@ -218,11 +218,12 @@ pub fn error_push(id: Uuid, error: &str) -> Frame {
 }
 
 /// The sections `INFO` knows, with their titles, in the order it prints them.
-pub const INFO_SECTIONS: [(&str, &str); 4] = [
+pub const INFO_SECTIONS: [(&str, &str); 5] = [
     ("server", "Server"),
     ("clients", "Clients"),
     ("storage", "Storage"),
     ("subscriptions", "Subscriptions"),
+    ("cluster", "Cluster"),
 ];
 
 /// The numbers `INFO` reports, gathered by the connection.
@@ -304,6 +305,13 @@ pub fn info(snapshot: &InfoSnapshot, requested: &[String]) -> Frame {
                 ),
                 ("default_window", snapshot.default_window.to_string()),
                 ("max_window", snapshot.max_window.to_string()),
+            ],
+            // A single node until replication lands: every bucket is local and led here.
+            "cluster" => vec![
+                ("cluster_enabled", "0".into()),
+                ("nodes", "1".into()),
+                ("replication_factor", "1".into()),
+                ("buckets_led", snapshot.buckets.to_string()),
             ],
             other => unreachable!("INFO_SECTIONS has no {other}"),
         };
