@@ -56,6 +56,26 @@ struct Model {
     versions: BTreeMap<StreamId, Option<u64>>,
 }
 
+impl Model {
+    /// Records a transaction as attempted, before its outcome is known.
+    fn attempt(&mut self, txn: &Transaction) {
+        for e in &txn.events {
+            self.attempted.insert(
+                e.event_id,
+                Attempted {
+                    txn: txn.transaction_id,
+                    stream: e.stream_id.clone(),
+                    payload: e.payload.clone(),
+                },
+            );
+        }
+        self.txn_events.insert(
+            txn.transaction_id,
+            txn.events.iter().map(|e| e.event_id).collect(),
+        );
+    }
+}
+
 const STREAMS: [&str; 6] = ["a", "b", "c", "d", "e", "f"];
 
 fn random_txn(rng: &mut ChaCha8Rng, model: &Model, next_id: &mut u128) -> Transaction {
@@ -222,20 +242,7 @@ fn run_seed(seed: u64) -> Coverage {
                 if usize::from(store.config().bucket_of(partition.0)) != bucket {
                     continue;
                 }
-                for e in &txn.events {
-                    model.attempted.insert(
-                        e.event_id,
-                        Attempted {
-                            txn: txn.transaction_id,
-                            stream: e.stream_id.clone(),
-                            payload: e.payload.clone(),
-                        },
-                    );
-                }
-                model.txn_events.insert(
-                    txn.transaction_id,
-                    txn.events.iter().map(|e| e.event_id).collect(),
-                );
+                model.attempt(&txn);
                 // Later transactions of this batch cannot know the version this one makes.
                 model.versions.remove(&txn.events[0].stream_id);
                 txns.push(txn);
@@ -341,20 +348,7 @@ fn acknowledged_appends_survive_even_when_every_unsynced_write_is_lost() {
                 .config()
                 .bucket_of(store.partition_of(txn.partition_key).0),
         );
-        for e in &txn.events {
-            model.attempted.insert(
-                e.event_id,
-                Attempted {
-                    txn: txn.transaction_id,
-                    stream: e.stream_id.clone(),
-                    payload: e.payload.clone(),
-                },
-            );
-        }
-        model.txn_events.insert(
-            txn.transaction_id,
-            txn.events.iter().map(|e| e.event_id).collect(),
-        );
+        model.attempt(&txn);
         let outcome = writers[bucket].append_batch(vec![txn]).remove(0).unwrap();
         for e in &outcome.events {
             model
