@@ -35,7 +35,7 @@ use crate::store::record::{
     EventRecord, FRAME_HEADER_BYTES, SEGMENT_HEADER_FRAME_BYTES, SegmentHeader, TransactionRecord,
     encode_segment_header,
 };
-use crate::store::segment::SegmentData;
+use crate::store::segment::{ReadAhead, SegmentData};
 
 /// A sealed segment: immutable data and its index.
 pub struct SealedSegment<D: Disk> {
@@ -362,10 +362,15 @@ impl<D: Disk> BucketShared<D> {
     ) -> Result<Vec<Event>, StoreError> {
         let mut out = Vec::with_capacity(positions.len());
         let mut cached: Option<(PathBuf, u64, TransactionRecord)> = None;
+        let mut ahead = ReadAhead::default();
         for (data, pos, _) in positions {
             let hit = matches!(&cached, Some((p, o, _)) if p == data.path() && *o == pos.offset);
             if !hit {
-                let record = data.read_transaction(pos.offset, self.max_body)?;
+                let record = if positions.len() > 1 {
+                    data.read_transaction_ahead(pos.offset, self.max_body, &mut ahead)?
+                } else {
+                    data.read_transaction(pos.offset, self.max_body)?
+                };
                 cached = Some((data.path().clone(), pos.offset, record));
             }
             let record = &cached.as_ref().expect("filled above").2;

@@ -10,6 +10,29 @@ use crate::store::record::{FRAME_HEADER_BYTES, TransactionRecord, decode_frame};
 
 /// Bytes read at once from the open segment: most frames fit.
 const OPTIMISTIC_READ_BYTES: u64 = 4096;
+/// Bytes a scan reads ahead from the open segment, so adjacent frames cost one `pread`.
+const READ_AHEAD_BYTES: u64 = 64 * 1024;
+
+/// A window of the open segment read ahead by a scan.
+#[derive(Default)]
+pub struct ReadAhead {
+    path: Option<Arc<PathBuf>>,
+    start: u64,
+    bytes: Vec<u8>,
+}
+
+impl ReadAhead {
+    /// Where the whole frame at `offset` of `path` sits in the window, if it does.
+    fn find(&self, path: &Arc<PathBuf>, offset: u64) -> Option<usize> {
+        if !self.path.as_ref().is_some_and(|p| Arc::ptr_eq(p, path)) || offset < self.start {
+            return None;
+        }
+        let at = usize::try_from(offset - self.start).ok()?;
+        let header = self.bytes.get(at..at + FRAME_HEADER_BYTES as usize)?;
+        let len = u32::from_le_bytes(header[0..4].try_into().unwrap()) as usize;
+        (at + FRAME_HEADER_BYTES as usize + len <= self.bytes.len()).then_some(at)
+    }
+}
 
 /// The bytes of one segment, shareable with readers outside the bucket lock.
 pub enum SegmentData<D: Disk> {
@@ -102,6 +125,39 @@ impl<D: Disk> SegmentData<D> {
             }
         };
         let frame = decode_frame(bytes, max_body)
+            .map_err(|e| StoreError::frame(path.as_path(), offset, e))?;
+        TransactionRecord::decode(&frame).map_err(|e| StoreError::frame(path.as_path(), offset, e))
+    }
+
+    /// As [`SegmentData::read_transaction`], but the open segment is read through `ahead`: a
+    /// frame already in the window costs no read, and a miss refills the window from its
+    /// offset. Sealed segments are mapped and need no window.
+    pub fn read_transaction_ahead(
+        &self,
+        offset: u64,
+        max_body: u64,
+        ahead: &mut ReadAhead,
+    ) -> Result<TransactionRecord, StoreError> {
+        let SegmentData::Open { path, file, end } = self else {
+            return self.read_transaction(offset, max_body);
+        };
+        let at = match ahead.find(path, offset) {
+            Some(at) => at,
+            None => {
+                let want = end.saturating_sub(offset).min(READ_AHEAD_BYTES) as usize;
+                ahead.bytes.resize(want, 0);
+                file.read_at(offset, &mut ahead.bytes)
+                    .map_err(|e| StoreError::io("read", path.as_path(), e))?;
+                ahead.path = Some(path.clone());
+                ahead.start = offset;
+                match ahead.find(path, offset) {
+                    Some(at) => at,
+                    // Larger than the window, or damaged: the one-frame path decides which.
+                    None => return self.read_transaction(offset, max_body),
+                }
+            }
+        };
+        let frame = decode_frame(&ahead.bytes[at..], max_body)
             .map_err(|e| StoreError::frame(path.as_path(), offset, e))?;
         TransactionRecord::decode(&frame).map_err(|e| StoreError::frame(path.as_path(), offset, e))
     }
