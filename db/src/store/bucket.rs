@@ -29,7 +29,7 @@ use crate::model::{
     AppendOutcome, AppendedEvent, BucketId, CurrentVersion, Event, EventId, InvalidInput, NewEvent,
     PartitionId, PartitionKey, PartitionSeq, StreamVersion, Transaction, validate_event_name,
 };
-use crate::store::index::{Pos, SealedIndex, SegmentIndex, StreamKey, encode_index_file};
+use crate::store::index::{Pos, Run, SealedIndex, SegmentIndex, StreamKey, encode_index_file};
 use crate::store::layout;
 use crate::store::record::{
     EventRecord, FRAME_HEADER_BYTES, SEGMENT_HEADER_FRAME_BYTES, SegmentHeader, TransactionRecord,
@@ -95,6 +95,22 @@ impl<D: Disk> BucketView<D> {
             .find_map(|s| s.index.event(id).map(|pos| (s.data.clone(), pos)))
     }
 
+    /// The runs of one stream or partition, segment by segment, oldest first: `sealed` picks
+    /// a sealed segment's run, `open` is the open segment's.
+    fn runs<'a>(
+        &'a self,
+        sealed: impl Fn(&'a SealedIndex) -> Option<&'a Run>,
+        open: Option<&'a Run>,
+    ) -> Vec<(SegmentData<D>, &'a Run)> {
+        let mut runs: Vec<_> = self
+            .sealed
+            .iter()
+            .filter_map(|s| sealed(&s.index).map(|run| (s.data.clone(), run)))
+            .collect();
+        runs.extend(open.map(|run| (self.open.data(), run)));
+        runs
+    }
+
     /// Positions of versions `from..=to` of a stream, at most `limit`, ascending or descending,
     /// and whether more remained.
     fn stream_positions(
@@ -105,15 +121,8 @@ impl<D: Disk> BucketView<D> {
         limit: usize,
         reverse: bool,
     ) -> (Positions<D>, bool) {
-        let mut runs = Vec::new();
-        for s in &self.sealed {
-            if let Some(run) = s.index.stream(key) {
-                runs.push((s.data.clone(), run));
-            }
-        }
-        if let Some(s) = self.open.index.streams.get(key) {
-            runs.push((self.open.data(), &s.run));
-        }
+        let open = self.open.index.streams.get(key).map(|s| &s.run);
+        let runs = self.runs(|index| index.stream(key), open);
         collect_runs(runs, from, to, limit, reverse)
     }
 
@@ -124,15 +133,8 @@ impl<D: Disk> BucketView<D> {
         to: u64,
         limit: usize,
     ) -> (Positions<D>, bool) {
-        let mut runs = Vec::new();
-        for s in &self.sealed {
-            if let Some(run) = s.index.index.partitions.get(&partition) {
-                runs.push((s.data.clone(), run));
-            }
-        }
-        if let Some(run) = self.open.index.partitions.get(&partition) {
-            runs.push((self.open.data(), run));
-        }
+        let open = self.open.index.partitions.get(&partition);
+        let runs = self.runs(|index| index.index.partitions.get(&partition), open);
         collect_runs(runs, from, to, limit, false)
     }
 }
