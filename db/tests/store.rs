@@ -235,6 +235,63 @@ fn multi_event_transactions_chain_versions_and_are_atomic() {
     assert_eq!(f.store.partition_sequence(partition), Some(PartitionSeq(2)));
 }
 
+/// A transaction large enough that the writer's per-transaction bookkeeping switches from
+/// lists to maps: versions still chain per stream, and a duplicate id late in it is refused.
+#[test]
+fn large_transactions_chain_many_streams_and_refuse_late_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig {
+        max_transaction_bytes: 64 * 1024,
+        segment_size_bytes: 1 << 20,
+        ..small_config()
+    };
+    let mut f = Fixture::open(&RealDisk, dir.path(), config);
+    let key = PartitionKey(Uuid::from_u128(7));
+    // 60 events over 20 streams, each stream three times, interleaved.
+    let names: Vec<String> = (0..20).map(|i| format!("s{i}")).collect();
+    let events: Vec<NewEvent> = (0..60usize)
+        .map(|i| {
+            let expected = match i / 20 {
+                0 => ExpectedVersion::Empty,
+                round => ExpectedVersion::Exact(round as u64 - 1),
+            };
+            event(100 + i as u128, &names[i % 20], expected, "x")
+        })
+        .collect();
+    let txn = Transaction {
+        transaction_id: TransactionId(Uuid::from_u128(3)),
+        partition_key: key,
+        events,
+    };
+    let out = f.append(txn).unwrap();
+    for (i, e) in out.events.iter().enumerate() {
+        assert_eq!(e.stream_id.as_str(), names[i % 20]);
+        assert_eq!(e.stream_version, StreamVersion((i / 20) as u64));
+        assert_eq!(e.partition_sequence, PartitionSeq(i as u64));
+    }
+    for name in &names {
+        assert_eq!(
+            f.store.stream_version(key, &stream(name)),
+            Some(StreamVersion(2))
+        );
+    }
+    // The same shape again with one id repeated near the end: refused as a whole.
+    let mut again: Vec<NewEvent> = (0..40)
+        .map(|i| event(1_000 + i as u128, &names[i % 20], ExpectedVersion::Any, "y"))
+        .collect();
+    again[37].event_id = again[3].event_id;
+    let txn = Transaction {
+        transaction_id: TransactionId(Uuid::from_u128(4)),
+        partition_key: key,
+        events: again,
+    };
+    assert!(matches!(
+        f.append(txn),
+        Err(AppendError::Invalid(InvalidInput::DuplicateEventId(dup))) if dup == id(1_003)
+    ));
+    assert!(f.store.get(&id(1_000)).unwrap().is_none());
+}
+
 #[test]
 fn retries_with_the_same_event_ids_return_the_original_result() {
     let dir = tempfile::tempdir().unwrap();

@@ -29,7 +29,9 @@ use crate::model::{
     AppendOutcome, AppendedEvent, BucketId, CurrentVersion, Event, EventId, InvalidInput, NewEvent,
     PartitionId, PartitionKey, PartitionSeq, StreamVersion, Transaction, validate_event_name,
 };
-use crate::store::index::{Pos, Run, SealedIndex, SegmentIndex, StreamKey, encode_index_file};
+use crate::store::index::{
+    FixedMap, Pos, Run, SealedIndex, SegmentIndex, StreamKey, encode_index_file,
+};
 use crate::store::layout;
 use crate::store::record::{
     EventRecord, FRAME_HEADER_BYTES, SEGMENT_HEADER_FRAME_BYTES, SegmentHeader, TransactionRecord,
@@ -75,7 +77,7 @@ pub struct StreamState {
 pub struct BucketView<D: Disk> {
     pub sealed: Vec<SealedSegment<D>>,
     pub open: OpenSegment<D>,
-    pub streams: BTreeMap<StreamKey, StreamState>,
+    pub streams: FixedMap<StreamKey, StreamState>,
     /// The next sequence of each partition with events.
     pub partitions: BTreeMap<PartitionId, u64>,
 }
@@ -500,10 +502,43 @@ pub(crate) fn write_index_file<D: Disk>(
 /// durable.
 #[derive(Default)]
 struct Overlay {
-    streams: BTreeMap<StreamKey, StreamState>,
+    streams: FixedMap<StreamKey, StreamState>,
     partitions: BTreeMap<PartitionId, u64>,
     /// Event id → (index into the batch's plans, slot).
-    events: BTreeMap<EventId, (usize, usize)>,
+    events: FixedMap<EventId, (usize, usize)>,
+}
+
+/// The streams a transaction has touched so far, with their state after it. Most transactions
+/// touch one or two streams: a list, which turns into a map past a few entries.
+#[derive(Default)]
+struct TxnStreams {
+    few: Vec<(StreamKey, StreamState)>,
+    many: FixedMap<StreamKey, StreamState>,
+}
+
+impl TxnStreams {
+    const FEW: usize = 8;
+
+    fn get(&self, key: &StreamKey) -> Option<&StreamState> {
+        if self.many.is_empty() {
+            self.few.iter().find(|(k, _)| k == key).map(|(_, s)| s)
+        } else {
+            self.many.get(key)
+        }
+    }
+
+    fn insert(&mut self, key: StreamKey, state: StreamState) {
+        if !self.many.is_empty() {
+            self.many.insert(key, state);
+        } else if let Some(slot) = self.few.iter_mut().find(|(k, _)| *k == key) {
+            slot.1 = state;
+        } else if self.few.len() < Self::FEW {
+            self.few.push((key, state));
+        } else {
+            self.many.extend(self.few.drain(..));
+            self.many.insert(key, state);
+        }
+    }
 }
 
 enum Planned {
@@ -520,7 +555,12 @@ pub struct BucketWriter<D: Disk> {
     /// batches.
     write_end: u64,
     poisoned: Option<String>,
+    /// The frame buffer, reused from batch to batch.
+    buf: Vec<u8>,
 }
+
+/// The largest frame buffer a writer keeps between batches.
+const KEPT_BUFFER_BYTES: usize = 4 << 20;
 
 type BatchResult = Result<AppendOutcome, AppendError>;
 
@@ -537,6 +577,7 @@ impl<D: Disk> BucketWriter<D> {
             config,
             write_end,
             poisoned: None,
+            buf: Vec::new(),
         }
     }
 
@@ -559,7 +600,7 @@ impl<D: Disk> BucketWriter<D> {
                 .collect();
         }
         let mut results: Vec<Option<BatchResult>> = (0..count).map(|_| None).collect();
-        let mut plans: Vec<(usize, TransactionRecord, AppendOutcome)> = Vec::new();
+        let mut plans: Vec<(usize, TransactionRecord, AppendOutcome)> = Vec::with_capacity(count);
         {
             let view = self.shared.read_view();
             let mut overlay = Overlay::default();
@@ -633,12 +674,24 @@ impl<D: Disk> BucketWriter<D> {
             }
             .into());
         }
-        let mut ids = std::collections::BTreeSet::new();
         for event in &txn.events {
             validate_event_name(&event.event_name)?;
-            if !ids.insert(event.event_id) {
-                return Err(InvalidInput::DuplicateEventId(event.event_id).into());
-            }
+        }
+        // Most transactions hold a few events: comparing pairs beats building a set there.
+        let duplicate = if len <= 16 {
+            let ids = || txn.events.iter().map(|e| e.event_id).enumerate();
+            ids()
+                .find(|&(i, id)| txn.events[..i].iter().any(|e| e.event_id == id))
+                .map(|(_, id)| id)
+        } else {
+            let mut seen = FixedMap::default();
+            txn.events
+                .iter()
+                .map(|e| e.event_id)
+                .find(|id| seen.insert(*id, ()).is_some())
+        };
+        if let Some(id) = duplicate {
+            return Err(InvalidInput::DuplicateEventId(id).into());
         }
         let partition = txn.partition_key.partition(self.config.partition_count);
         assert_eq!(
@@ -713,7 +766,7 @@ impl<D: Disk> BucketWriter<D> {
             .or_else(|| view.partitions.get(&partition))
             .copied()
             .unwrap_or(0);
-        let mut local: BTreeMap<StreamKey, StreamState> = BTreeMap::new();
+        let mut local = TxnStreams::default();
         let mut events = Vec::with_capacity(txn.events.len());
         let mut appended = Vec::with_capacity(txn.events.len());
         for (slot, new) in txn.events.into_iter().enumerate() {
@@ -797,8 +850,15 @@ impl<D: Disk> BucketWriter<D> {
         &mut self,
         plans: &[(usize, TransactionRecord, AppendOutcome)],
     ) -> Result<(), (usize, StoreError)> {
-        let mut buf = Vec::new();
-        let mut pending: Vec<(u64, &TransactionRecord)> = Vec::new();
+        // Sized for the whole batch up front; the writer keeps the buffer between batches.
+        let frames: u64 = plans
+            .iter()
+            .map(|(_, r, _)| FRAME_HEADER_BYTES + r.body_len())
+            .sum();
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        buf.reserve(usize::try_from(frames).unwrap_or(usize::MAX));
+        let mut pending: Vec<(u64, &TransactionRecord)> = Vec::with_capacity(plans.len());
         let mut published = 0;
         for (k, (_, record, _)) in plans.iter().enumerate() {
             let frame_len = FRAME_HEADER_BYTES + record.body_len();
@@ -815,8 +875,14 @@ impl<D: Disk> BucketWriter<D> {
             record.encode(&mut buf);
             pending.push((offset, record));
         }
-        self.flush(&mut buf, &mut pending)
-            .map_err(|e| (published, e))
+        let result = self
+            .flush(&mut buf, &mut pending)
+            .map_err(|e| (published, e));
+        // Keep a modest buffer for the next batch; a huge one would pin memory.
+        if buf.capacity() <= KEPT_BUFFER_BYTES {
+            self.buf = buf;
+        }
+        result
     }
 
     /// Writes `buf` at the write end, syncs it, and publishes `pending`.

@@ -163,8 +163,9 @@ async fn run_writer<D: Disk, E: Env>(
         let Some(first) = queue.recv().await else {
             break;
         };
-        let mut txns = Vec::new();
-        let mut replies = Vec::new();
+        let expected = (queue.len() + 1).min(max_batch);
+        let mut txns = Vec::with_capacity(expected);
+        let mut replies = Vec::with_capacity(expected);
         let mut next = Some(first);
         while let Some(job) = next.take() {
             match job {

@@ -80,11 +80,16 @@ pub struct StreamRun {
 /// reused with a key of another partition is another stream, never a silent merge.
 pub type StreamKey = (PartitionId, StreamId);
 
+/// A hash map with a fixed hasher that iterates in insertion order: lookups cost a hash instead
+/// of a tree walk of key comparisons, and iteration stays deterministic (same inserts, same
+/// order), which the simulator's reproducibility needs. Code that needs sorted order sorts.
+pub type FixedMap<K, V> = indexmap::IndexMap<K, V, rustc_hash::FxBuildHasher>;
+
 /// The indexes of one segment.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SegmentIndex {
-    pub events: BTreeMap<EventId, Pos>,
-    pub streams: BTreeMap<StreamKey, StreamRun>,
+    pub events: FixedMap<EventId, Pos>,
+    pub streams: FixedMap<StreamKey, StreamRun>,
     pub partitions: BTreeMap<PartitionId, Run>,
 }
 
@@ -254,14 +259,19 @@ pub fn encode_index_file(sealed: &SealedIndex) -> Vec<u8> {
     out.put_u16_le(INDEX_FORMAT_VERSION);
     out.put_u32_le(sealed.segment);
     out.put_u64_le(sealed.data_end);
-    out.put_u32_le(index.events.len() as u32);
-    for (id, pos) in &index.events {
+    // Sorted, so the file's bytes depend only on what the segment holds.
+    let mut events: Vec<_> = index.events.iter().collect();
+    events.sort_unstable_by_key(|(id, _)| **id);
+    out.put_u32_le(events.len() as u32);
+    for (id, pos) in events {
         out.extend_from_slice(id.0.as_bytes());
         out.put_u64_le(pos.offset);
         out.put_u32_le(pos.slot);
     }
-    out.put_u32_le(index.streams.len() as u32);
-    for ((partition, stream), s) in &index.streams {
+    let mut streams: Vec<_> = index.streams.iter().collect();
+    streams.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    out.put_u32_le(streams.len() as u32);
+    for ((partition, stream), s) in streams {
         out.put_u16_le(partition.0);
         out.put_u8(stream.as_str().len() as u8);
         out.extend_from_slice(stream.as_str().as_bytes());

@@ -216,29 +216,40 @@ impl TransactionRecord {
         (TXN_FIXED_BYTES + events) as u64
     }
 
-    /// Appends this record as one frame to `out`.
+    /// Appends this record as one frame to `out`: the body is written in place after a header
+    /// that is filled in once the body's length and CRC are known.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        let mut body = Vec::with_capacity(self.body_len() as usize);
-        body.extend_from_slice(self.transaction_id.0.as_bytes());
-        body.extend_from_slice(self.partition_key.0.as_bytes());
-        body.put_u16_le(self.partition_id.0);
-        body.put_u64_le(self.first_sequence.0);
-        body.put_u32_le(self.events.len() as u32);
+        let start = out.len();
+        let body_len = self.body_len() as usize;
+        out.reserve(FRAME_HEADER_BYTES as usize + body_len);
+        out.extend_from_slice(&[0; FRAME_HEADER_BYTES as usize]);
+        out.extend_from_slice(self.transaction_id.0.as_bytes());
+        out.extend_from_slice(self.partition_key.0.as_bytes());
+        out.put_u16_le(self.partition_id.0);
+        out.put_u64_le(self.first_sequence.0);
+        out.put_u32_le(self.events.len() as u32);
         for e in &self.events {
-            body.extend_from_slice(e.event_id.0.as_bytes());
-            body.put_u64_le(e.stream_version.0);
-            body.put_u64_le(e.timestamp_ms);
-            body.put_u8(e.stream_id.as_str().len() as u8);
-            body.extend_from_slice(e.stream_id.as_str().as_bytes());
-            body.put_u8(e.event_name.len() as u8);
-            body.extend_from_slice(e.event_name.as_bytes());
-            body.put_u32_le(e.metadata.len() as u32);
-            body.extend_from_slice(&e.metadata);
-            body.put_u32_le(e.payload.len() as u32);
-            body.extend_from_slice(&e.payload);
+            out.extend_from_slice(e.event_id.0.as_bytes());
+            out.put_u64_le(e.stream_version.0);
+            out.put_u64_le(e.timestamp_ms);
+            out.put_u8(e.stream_id.as_str().len() as u8);
+            out.extend_from_slice(e.stream_id.as_str().as_bytes());
+            out.put_u8(e.event_name.len() as u8);
+            out.extend_from_slice(e.event_name.as_bytes());
+            out.put_u32_le(e.metadata.len() as u32);
+            out.extend_from_slice(&e.metadata);
+            out.put_u32_le(e.payload.len() as u32);
+            out.extend_from_slice(&e.payload);
         }
-        debug_assert_eq!(body.len() as u64, self.body_len());
-        encode_frame(KIND_TRANSACTION, &body, out);
+        let header = start..start + FRAME_HEADER_BYTES as usize;
+        let body = &out[header.end..];
+        debug_assert_eq!(body.len(), body_len);
+        let len = u32::try_from(body.len()).expect("bodies are bounded by the transaction limit");
+        let crc = frame_crc(len, KIND_TRANSACTION, body);
+        let frame = &mut out[header];
+        frame[0..4].copy_from_slice(&len.to_le_bytes());
+        frame[4..8].copy_from_slice(&crc.to_le_bytes());
+        frame[8] = KIND_TRANSACTION;
     }
 
     /// Decodes a transaction frame's body. Every length is checked against what remains, so

@@ -29,7 +29,7 @@ use crate::store::bucket::{
     BucketShared, BucketView, BucketWriter, OpenSegment, SealedSegment, StreamState,
     create_segment, write_index_file,
 };
-use crate::store::index::{SealedIndex, SegmentIndex, decode_index_file};
+use crate::store::index::{FixedMap, SealedIndex, SegmentIndex, decode_index_file};
 use crate::store::layout::{self, BucketEntry};
 use crate::store::record::{
     FRAME_HEADER_BYTES, FrameError, KIND_SEGMENT_HEADER, KIND_TRANSACTION,
@@ -116,7 +116,7 @@ impl fmt::Display for RecoveryReport {
 /// Versions and sequences so far, checked as each segment or frame is added.
 #[derive(Default)]
 struct Continuity {
-    streams: BTreeMap<crate::store::index::StreamKey, StreamState>,
+    streams: FixedMap<crate::store::index::StreamKey, StreamState>,
     partitions: BTreeMap<PartitionId, u64>,
 }
 
