@@ -24,6 +24,15 @@ pub enum StoreError {
         "disk full while writing {path}; stored data is intact, appends resume when space is freed"
     )]
     StorageFull { path: PathBuf },
+    #[error(
+        "cannot {op} {path}: {source} (read-only file system or no write permission); stored data is intact, appends resume once it is writable"
+    )]
+    NotWritable {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("corrupt data in {path} at offset {offset}: {reason}")]
     Corrupt {
         path: PathBuf,
@@ -54,6 +63,9 @@ impl StoreError {
         let path = path.into();
         if disk::is_storage_full(&source) {
             return StoreError::StorageFull { path };
+        }
+        if disk::is_not_writable(&source) {
+            return StoreError::NotWritable { op, path, source };
         }
         StoreError::Io { op, path, source }
     }

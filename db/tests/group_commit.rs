@@ -231,3 +231,65 @@ async fn a_full_disk_fails_appends_cleanly_and_they_resume_when_space_returns() 
         "{report}"
     );
 }
+
+/// A data directory that turns read-only (an `errors=remount-ro` file system, or permissions
+/// taken away): appends fail with a typed, retryable error naming the cause, reads keep
+/// working, nothing stored changes, and appends resume once it is writable again. Opening a
+/// store where nothing can be created fails with the same typed error.
+#[tokio::test]
+async fn a_read_only_directory_refuses_appends_cleanly_and_they_resume() {
+    let disk = SimDisk::new(4, FaultConfig::default());
+    let env = TokioEnv::new(4);
+    let root = PathBuf::from("/data");
+    let config = StoreConfig {
+        partition_count: 4,
+        bucket_count: 1,
+        ..StoreConfig::default()
+    };
+    let (db, _) = Db::open(&env, &disk, &root, config.clone()).unwrap();
+    for i in 0..5 {
+        db.append(txn(i, "s", ExpectedVersion::Any)).await.unwrap();
+    }
+    disk.set_read_only(true);
+    for i in 5..8 {
+        match db.append(txn(i, "s", ExpectedVersion::Any)).await {
+            Err(err @ AppendError::Unavailable(_)) => {
+                assert!(err.is_retryable(), "{err}");
+                assert!(err.to_string().contains("read-only"), "{err}");
+            }
+            other => panic!("expected a read-only refusal, got {other:?}"),
+        }
+    }
+    let stream = StreamId::new("s").unwrap();
+    let key = PartitionKey::for_stream(&stream);
+    let read = |db: &Db<SimDisk>| {
+        db.store()
+            .scan_stream(key, &stream, StreamVersion(0), None, 100)
+            .unwrap()
+            .events
+            .iter()
+            .map(|e| e.event_id)
+            .collect::<Vec<_>>()
+    };
+    let id = |n: u128| EventId(Uuid::from_u128(n));
+    let stored: Vec<EventId> = (0..5).map(id).collect();
+    assert_eq!(read(&db), stored);
+
+    // A new store cannot even be laid out on it.
+    let refused = Db::open(&env, &disk, Path::new("/other"), config.clone());
+    let err = refused
+        .err()
+        .expect("opening on a read-only disk must fail");
+    assert!(err.to_string().contains("read-only"), "{err}");
+
+    disk.set_read_only(false);
+    let outcome = db.append(txn(9, "s", ExpectedVersion::Any)).await.unwrap();
+    assert_eq!(outcome.events[0].stream_version, StreamVersion(5));
+    db.shutdown().await;
+    drop(db);
+    disk.crash();
+    let (db, _) = Db::open(&env, &disk, &root, config).unwrap();
+    let mut expected = stored;
+    expected.push(id(9));
+    assert_eq!(read(&db), expected);
+}

@@ -140,3 +140,13 @@ pub fn storage_full() -> io::Error {
 pub fn is_storage_full(err: &io::Error) -> bool {
     err.raw_os_error() == Some(28) || err.kind() == io::ErrorKind::StorageFull
 }
+
+/// Whether `err` means the place cannot be written at all: a read-only file system
+/// (`EROFS`) or a directory or file without write permission (`EACCES`, `EPERM`).
+pub fn is_not_writable(err: &io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(1 | 13 | 30))
+        || matches!(
+            err.kind(),
+            io::ErrorKind::ReadOnlyFilesystem | io::ErrorKind::PermissionDenied
+        )
+}

@@ -152,6 +152,13 @@ impl SimDisk {
         self.lock().faults.capacity_bytes = capacity_bytes;
     }
 
+    /// Mounts the disk read-only (`true`) or writable again: while read-only, creating,
+    /// writing, truncating, renaming and removing fail with `EROFS` (as does opening a file
+    /// for writing); reads and syncs work.
+    pub fn set_read_only(&self, read_only: bool) {
+        self.lock().read_only = read_only;
+    }
+
     /// The sum of the latencies drawn so far, in nanoseconds.
     pub fn io_time_ns(&self) -> u64 {
         self.lock().io_time_ns
@@ -215,11 +222,17 @@ impl Disk for SimDisk {
         let ino = match mode {
             OpenMode::Read | OpenMode::ReadWrite => {
                 state.access()?;
+                if mode == OpenMode::ReadWrite {
+                    state.check_read_only()?;
+                }
                 state.open_existing(&path)?
             }
             OpenMode::CreateNew | OpenMode::CreateOrOpen => state.mutate(
                 |_| {},
-                |state| state.open_creating(&path, mode == OpenMode::CreateNew),
+                |state| {
+                    state.check_read_only()?;
+                    state.open_creating(&path, mode == OpenMode::CreateNew)
+                },
             )?,
         };
         state.file_mut(ino).open_handles += 1;
@@ -234,7 +247,16 @@ impl Disk for SimDisk {
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
         let mut state = self.lock();
         let path = state.path(path)?;
-        state.mutate(|_| {}, |state| state.create_dirs(&path))
+        state.mutate(
+            |_| {},
+            |state| {
+                // Like `mkdir -p` on a read-only mount: fine if there is nothing to create.
+                if state.read_only && state.lookup_dir(&path).is_err() {
+                    state.check_read_only()?;
+                }
+                state.create_dirs(&path)
+            },
+        )
     }
 
     fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
@@ -248,13 +270,25 @@ impl Disk for SimDisk {
         let mut state = self.lock();
         let from = state.path(from)?;
         let to = state.path(to)?;
-        state.mutate(|_| {}, |state| state.rename(&from, &to))
+        state.mutate(
+            |_| {},
+            |state| {
+                state.check_read_only()?;
+                state.rename(&from, &to)
+            },
+        )
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         let mut state = self.lock();
         let path = state.path(path)?;
-        state.mutate(|_| {}, |state| state.remove(&path))
+        state.mutate(
+            |_| {},
+            |state| {
+                state.check_read_only()?;
+                state.remove(&path)
+            },
+        )
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {

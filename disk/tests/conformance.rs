@@ -969,6 +969,33 @@ mod sim_faults {
     }
 
     #[test]
+    fn a_read_only_disk_refuses_changes_with_erofs_and_keeps_reads() {
+        let disk = disk(0, FaultConfig::default());
+        let path = durable_file(&disk, "f", b"stored");
+        let file = disk.open(&path, OpenMode::ReadWrite).unwrap();
+        disk.set_read_only(true);
+        let erofs = |result: io::Result<()>| result.unwrap_err().raw_os_error() == Some(30);
+        assert!(erofs(file.write_at(6, b"more")));
+        assert!(erofs(file.truncate(0)));
+        assert!(erofs(disk.open(&path, OpenMode::ReadWrite).map(drop)));
+        let other = Path::new("/db/g");
+        assert!(erofs(disk.open(other, OpenMode::CreateOrOpen).map(drop)));
+        assert!(erofs(disk.rename(&path, other)));
+        assert!(erofs(disk.remove_file(&path)));
+        assert!(erofs(disk.create_dir_all(Path::new("/db/sub"))));
+        // Nothing to create, nothing to write: these still work.
+        disk.create_dir_all(Path::new("/db")).unwrap();
+        file.sync().unwrap();
+        disk.sync_dir(Path::new("/db")).unwrap();
+        assert_eq!(read_all(&disk, &path), b"stored");
+        assert_eq!(disk.list_dir(Path::new("/db")).unwrap(), ["f", "first"]);
+
+        disk.set_read_only(false);
+        file.write_at(6, b"more").unwrap();
+        assert_eq!(read_all(&disk, &path), b"storedmore");
+    }
+
+    #[test]
     fn removed_files_free_space_once_durable_and_closed() {
         let disk = disk(0, FaultConfig::default());
         let path = durable_file(&disk, "f", &[1; 500]);

@@ -899,7 +899,14 @@ impl<D: Disk> BucketWriter<D> {
             (view.open.file.clone(), view.open.path.clone())
         };
         if let Err(err) = file.write_at(self.write_end, buf) {
-            self.cut_back(&*file, &path)?;
+            // A read-only file system refuses the whole write, and then refuses the cut too:
+            // when the file shows that nothing landed, there is nothing to cut, and the bucket
+            // takes appends again once the file system is writable.
+            let nothing_landed =
+                disk::is_not_writable(&err) && file.len().is_ok_and(|len| len == self.write_end);
+            if !nothing_landed {
+                self.cut_back(&*file, &path)?;
+            }
             return Err(StoreError::io("write", path.as_ref(), err));
         }
         if self.config.sync == SyncPolicy::Always

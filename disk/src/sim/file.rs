@@ -130,6 +130,7 @@ impl File for SimFile {
                     return Ok(());
                 }
                 self.check_writable()?;
+                state.check_read_only()?;
                 if state.chance(state.faults.write_error_probability) {
                     state.counts.write_errors += 1;
                     return Err(eio());
@@ -171,6 +172,7 @@ impl File for SimFile {
             |_| {},
             |state| {
                 self.check_writable()?;
+                state.check_read_only()?;
                 let len = usize::try_from(len).map_err(|_| too_large())?;
                 let file_len = state.file(self.ino).written.len();
                 state.reserve(len.saturating_sub(file_len) as u64)?;

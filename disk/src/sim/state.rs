@@ -44,6 +44,8 @@ pub(super) struct State {
     pub(super) used_bytes: u64,
     /// Whether the first path was seen (its parent chain was made to exist, durably).
     pub(super) rooted: bool,
+    /// Mounted read-only: every change fails with `EROFS`; reads and syncs still work.
+    pub(super) read_only: bool,
 }
 
 /// Locks the state. A panic while holding the lock can only come from a failed assertion in
@@ -87,7 +89,16 @@ impl State {
             next_ino: 2,
             used_bytes: 0,
             rooted: false,
+            read_only: false,
         }
+    }
+
+    /// `EROFS` while the disk is read-only.
+    pub(super) fn check_read_only(&self) -> io::Result<()> {
+        if self.read_only {
+            return Err(io::Error::from_raw_os_error(30));
+        }
+        Ok(())
     }
 
     /// Draws `true` with probability `p`.
