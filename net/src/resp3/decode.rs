@@ -75,6 +75,8 @@ pub enum DecodeError {
     InvalidTypeByte { byte: u8 },
     #[error("expected CRLF after {kind}")]
     MissingCrlf { kind: FrameKind },
+    #[error("{kind} line holds a CR that does not end it")]
+    BareCr { kind: FrameKind },
     #[error("invalid {kind} length")]
     InvalidLength { kind: FrameKind },
     #[error("invalid integer")]
@@ -355,7 +357,13 @@ fn read_line<'a>(
     let window = &buf[start..buf.len().min(start.saturating_add(max).saturating_add(2))];
     match window.iter().position(|&b| b == b'\n') {
         Some(lf) if lf > 0 && window[lf - 1] == b'\r' => {
-            Ok(Some((&window[..lf - 1], start + lf + 1)))
+            let line = &window[..lf - 1];
+            // A line ends at its CRLF and holds neither CR nor LF (a simple string with a CR
+            // would not survive re-encoding: found by fuzzing).
+            if line.contains(&b'\r') {
+                return Err(DecodeError::BareCr { kind });
+            }
+            Ok(Some((line, start + lf + 1)))
         }
         Some(_) => Err(DecodeError::MissingCrlf { kind }),
         None if window.len() >= max.saturating_add(2) => Err(DecodeError::LineTooLong { max }),

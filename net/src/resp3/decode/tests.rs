@@ -517,6 +517,19 @@ fn garbage_is_a_protocol_error() {
                 kind: FrameKind::Integer,
             },
         ),
+        // Found by fuzzing: a CR inside a simple string decoded, then re-encoded differently.
+        (
+            b">2\r\n+me\r\n+message\rssage\r\n_\r\n",
+            DecodeError::BareCr {
+                kind: FrameKind::SimpleString,
+            },
+        ),
+        (
+            b"-ERR a\rb\r\n",
+            DecodeError::BareCr {
+                kind: FrameKind::SimpleError,
+            },
+        ),
         (
             b"$3\r\nabcde",
             DecodeError::MissingCrlf {
