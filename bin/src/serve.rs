@@ -47,7 +47,9 @@ pub struct ServeArgs {
     /// SierraDB's `append.strict_versioning` does [default: false].
     #[arg(long, env = "SIERRADB_STRICT_VERSIONING")]
     pub strict_versioning: Option<bool>,
-    /// Most client connections at once [default: 10000].
+    /// Most client connections at once; one more is refused with an error. Each takes a file
+    /// descriptor: the open-files limit (raised to the hard limit at start) must exceed this
+    /// by 256 [default: 10000].
     #[arg(long, env = "SIERRADB_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
     /// Largest RESP request frame in bytes; a larger one is refused and the connection
@@ -272,6 +274,83 @@ async fn serve_metrics(listener: tokio::net::TcpListener, db: Db<RealDisk>) {
     }
 }
 
+/// Connections the kernel queues until the server accepts them; the kernel caps it at
+/// `net.core.somaxconn`. The OS default (128) is overrun by a burst of a few hundred connects,
+/// and each connection dropped then waits a full second to retry its SYN.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// The client listener, with [`LISTEN_BACKLOG`].
+fn bind_clients(address: SocketAddr) -> std::io::Result<net::TokioListener> {
+    let socket = match address {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    // As `TcpListener::bind` does: a restarted server can bind while old connections linger.
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    Ok(net::TokioListener::from_tokio(
+        socket.listen(LISTEN_BACKLOG)?,
+    ))
+}
+
+/// File descriptors kept free for everything but client connections: segment files, the
+/// directory lock, the listeners, the metrics endpoint.
+const RESERVED_FILES: u64 = 256;
+
+/// Raises the soft limit on open files to the hard limit, as databases do (Redis, PostgreSQL):
+/// every client connection is a file descriptor, and the usual soft limit (1,024) is far
+/// below the default `max_connections`. Returns the limits in force: `(soft, hard)`.
+fn raise_open_files_limit() -> std::io::Result<(u64, u64)> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `getrlimit` writes one `rlimit` through a pointer to a live, writable value.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // An unlimited hard limit cannot be the soft one: Linux caps both at `fs.nr_open`.
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(libc::RLIM_INFINITY);
+    let target = limit.rlim_max.min(nr_open);
+    if limit.rlim_cur < target {
+        let raised = libc::rlimit {
+            rlim_cur: target,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: `setrlimit` reads one `rlimit` through a pointer to a live value.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            limit = raised;
+        } else {
+            let error = std::io::Error::last_os_error();
+            tracing::warn!(%error, "could not raise the open files limit to the hard limit");
+        }
+    }
+    Ok((limit.rlim_cur, limit.rlim_max))
+}
+
+/// Raises the open-files limit and warns when it cannot hold `max_connections` clients.
+fn prepare_open_files(max_connections: usize) {
+    match raise_open_files_limit() {
+        Ok((soft, hard)) => {
+            tracing::info!(soft, hard, "open files limit");
+            let needed = (max_connections as u64).saturating_add(RESERVED_FILES);
+            if soft < needed {
+                tracing::warn!(
+                    max_connections,
+                    open_files_limit = soft,
+                    "the open files limit is below max_connections + {RESERVED_FILES}: \
+                     connections beyond it fail to be accepted (and are retried) instead of \
+                     being refused with an error; raise `ulimit -n` or lower max_connections"
+                );
+            }
+        }
+        Err(error) => tracing::warn!(%error, "could not read the open files limit"),
+    }
+}
+
 async fn shutdown_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("install SIGTERM handler");
@@ -291,6 +370,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let settings = args.resolve()?;
     init_logging(&settings);
     let _lock = lock_dir(&settings.dir)?;
+    prepare_open_files(settings.server.max_connections);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -304,8 +384,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         if settings.store.sync == SyncPolicy::NeverUnsafe {
             tracing::warn!("sync = never-unsafe: acknowledged appends can be lost on a crash");
         }
-        let listener = net::TokioListener::bind(settings.client_address)
-            .await
+        let listener = bind_clients(settings.client_address)
             .with_context(|| format!("listen on {}", settings.client_address))?;
         let address = net::Listener::local_addr(&listener)?;
         tracing::info!(%address, dir = %settings.dir.display(), "sierradb listening");

@@ -386,6 +386,11 @@ fn metrics_endpoint_and_configured_limits() {
         "{body}"
     );
     assert!(body.contains("sierradb_subscriptions 1\n"), "{body}");
+    // The subscription from version 0 of `m-0` has acknowledged none of its one event.
+    assert!(
+        body.contains("sierradb_subscription_lag_max_events 1\n"),
+        "{body}"
+    );
     assert!(
         body.contains("sierradb_fsync_latency_seconds_bucket{le=\"+Inf\"}"),
         "{body}"

@@ -1,10 +1,17 @@
 //! Operational metrics: lock-free counters and histograms the store and the server update, and
 //! their rendering in the Prometheus text format (served by `sierradb serve
 //! --metrics-address`). Durations come from [`crate::env::Env::now`], never the OS clock.
+//!
+//! Subscription lag is not a counter: it is computed when the metrics are rendered, from the
+//! live subscriptions registered in [`LiveSubscriptions`] (each reports, through a
+//! [`LagProbe`], the events stored in its targets that it has not delivered or that were not
+//! acknowledged). Only maxima and sums are reported, so the order the subscriptions are
+//! visited in never shows.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use crate::store::bucket::StatsSnapshot;
@@ -72,6 +79,121 @@ impl Histogram {
     }
 }
 
+/// How far one subscription is behind its targets, in events.
+///
+/// An event of a subscription's targets (from its start position) that is stored is in
+/// exactly one of three states: not yet handed to the connection (`undelivered`), handed to the
+/// connection and not acknowledged (`unacked`), or acknowledged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SubscriptionLag {
+    /// Stored events the connection has not been handed yet: waiting on the window, on the
+    /// client reading its socket, or on the feed's next scan.
+    pub undelivered: u64,
+    /// Events written to the client and not yet acknowledged with `EACK`.
+    pub unacked: u64,
+}
+
+impl SubscriptionLag {
+    /// The subscription's lag: stored events beyond its last acknowledgement.
+    pub fn events(self) -> u64 {
+        self.undelivered.saturating_add(self.unacked)
+    }
+}
+
+/// Reports one live subscription's lag. Implemented by the server's subscriptions, which know
+/// the store; `dyn` because the metrics are not generic over the disk, and this is read only
+/// when the metrics are rendered.
+pub trait LagProbe: Send + Sync {
+    fn lag(&self) -> SubscriptionLag;
+}
+
+/// Subscription lag over every live subscription of the server.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LagSummary {
+    /// Live subscriptions that report their lag.
+    pub subscriptions: u64,
+    /// The largest [`SubscriptionLag::events`].
+    pub max_lag: u64,
+    /// The largest [`SubscriptionLag::undelivered`].
+    pub max_undelivered: u64,
+    /// [`SubscriptionLag::undelivered`] summed over the subscriptions.
+    pub undelivered: u64,
+    /// [`SubscriptionLag::unacked`] summed over the subscriptions.
+    pub unacked: u64,
+}
+
+/// The live subscriptions, for the lag metrics. A subscription registers when it starts and
+/// is removed when its [`LagRegistration`] drops (with the subscription).
+#[derive(Default)]
+pub struct LiveSubscriptions {
+    next_key: AtomicU64,
+    /// Keyed by registration order, so a summary visits them in a fixed order.
+    probes: Mutex<BTreeMap<u64, Arc<dyn LagProbe>>>,
+}
+
+impl std::fmt::Debug for LiveSubscriptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let live = self
+            .probes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
+        f.debug_struct("LiveSubscriptions")
+            .field("live", &live)
+            .finish()
+    }
+}
+
+impl LiveSubscriptions {
+    /// Registers a subscription until the returned registration drops.
+    pub fn register(self: &Arc<Self>, probe: Arc<dyn LagProbe>) -> LagRegistration {
+        let key = self.next_key.fetch_add(1, Ordering::Relaxed);
+        self.lock().insert(key, probe);
+        LagRegistration {
+            live: self.clone(),
+            key,
+        }
+    }
+
+    /// The lag of every live subscription, reduced to maxima and sums. The probes read the
+    /// store, so they run outside the registry's lock.
+    pub fn summary(&self) -> LagSummary {
+        let probes: Vec<Arc<dyn LagProbe>> = self.lock().values().cloned().collect();
+        let mut summary = LagSummary::default();
+        for probe in probes {
+            let lag = probe.lag();
+            summary.subscriptions += 1;
+            summary.max_lag = summary.max_lag.max(lag.events());
+            summary.max_undelivered = summary.max_undelivered.max(lag.undelivered);
+            summary.undelivered = summary.undelivered.saturating_add(lag.undelivered);
+            summary.unacked = summary.unacked.saturating_add(lag.unacked);
+        }
+        summary
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Arc<dyn LagProbe>>> {
+        self.probes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Keeps a subscription in [`LiveSubscriptions`] while it lives.
+pub struct LagRegistration {
+    live: Arc<LiveSubscriptions>,
+    key: u64,
+}
+
+impl std::fmt::Debug for LagRegistration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("LagRegistration").field(&self.key).finish()
+    }
+}
+
+impl Drop for LagRegistration {
+    fn drop(&mut self) {
+        self.live.lock().remove(&self.key);
+    }
+}
+
 /// Everything the `/metrics` endpoint reports that the store's own counters do not.
 #[derive(Debug)]
 pub struct Metrics {
@@ -87,6 +209,8 @@ pub struct Metrics {
     pub subscriptions: Arc<AtomicUsize>,
     /// Events pushed to subscribers.
     pub deliveries: AtomicU64,
+    /// Live subscriptions, for their lag.
+    pub live_subscriptions: Arc<LiveSubscriptions>,
 }
 
 impl Default for Metrics {
@@ -98,6 +222,7 @@ impl Default for Metrics {
             connections: Arc::default(),
             subscriptions: Arc::default(),
             deliveries: AtomicU64::new(0),
+            live_subscriptions: Arc::default(),
         }
     }
 }
@@ -127,7 +252,8 @@ impl Metrics {
             "sierradb_batch_events",
             "Events per group-commit batch (per fsync).",
         );
-        let gauges: [(&str, &str, &str, u64); 9] = [
+        let lag = self.live_subscriptions.summary();
+        let gauges: [(&str, &str, &str, u64); 13] = [
             (
                 "sierradb_appended_events_total",
                 "Events appended.",
@@ -182,6 +308,30 @@ impl Metrics {
                 "counter",
                 self.deliveries.load(Ordering::Relaxed),
             ),
+            (
+                "sierradb_subscription_lag_max_events",
+                "Largest lag over live subscriptions: events stored in its streams or partitions, from its start, that it has not acknowledged.",
+                "gauge",
+                lag.max_lag,
+            ),
+            (
+                "sierradb_subscription_undelivered_max_events",
+                "Largest count over live subscriptions of stored events not yet pushed to its client.",
+                "gauge",
+                lag.max_undelivered,
+            ),
+            (
+                "sierradb_subscription_undelivered_events",
+                "Stored events not yet pushed to their subscribers, summed over live subscriptions.",
+                "gauge",
+                lag.undelivered,
+            ),
+            (
+                "sierradb_subscription_unacked_events",
+                "Events pushed to subscribers and not yet acknowledged, summed over live subscriptions.",
+                "gauge",
+                lag.unacked,
+            ),
         ];
         for (name, help, kind, value) in gauges {
             counter(&mut out, name, help, kind, value);
@@ -209,11 +359,58 @@ mod tests {
         assert!(text.contains("sierradb_append_latency_seconds_count 3\n"));
         assert!(text.contains("sierradb_batch_events_bucket{le=\"4\"} 1\n"));
         assert!(text.contains("sierradb_open_segments 4\n"));
+        assert!(text.contains("sierradb_subscription_lag_max_events 0\n"));
         // Every sample line is `name{labels} value` or `name value`.
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let (name, value) = line.rsplit_once(' ').unwrap();
             assert!(name.starts_with("sierradb_"), "{line}");
             assert!(value.parse::<f64>().is_ok(), "{line}");
         }
+    }
+
+    struct Fixed(SubscriptionLag);
+
+    impl LagProbe for Fixed {
+        fn lag(&self) -> SubscriptionLag {
+            self.0
+        }
+    }
+
+    fn fixed(undelivered: u64, unacked: u64) -> Arc<dyn LagProbe> {
+        Arc::new(Fixed(SubscriptionLag {
+            undelivered,
+            unacked,
+        }))
+    }
+
+    #[test]
+    fn lag_is_the_maximum_and_sums_over_live_subscriptions() {
+        let m = Metrics::default();
+        let a = m.live_subscriptions.register(fixed(7, 3));
+        let b = m.live_subscriptions.register(fixed(0, 12));
+        let c = m.live_subscriptions.register(fixed(9, 0));
+        assert_eq!(
+            m.live_subscriptions.summary(),
+            LagSummary {
+                subscriptions: 3,
+                max_lag: 12,
+                max_undelivered: 9,
+                undelivered: 16,
+                unacked: 15,
+            }
+        );
+        let text = m.render(StatsSnapshot::default(), 0);
+        assert!(
+            text.contains("sierradb_subscription_lag_max_events 12\n"),
+            "{text}"
+        );
+        assert!(text.contains("sierradb_subscription_undelivered_max_events 9\n"));
+        assert!(text.contains("sierradb_subscription_undelivered_events 16\n"));
+        assert!(text.contains("sierradb_subscription_unacked_events 15\n"));
+        // A subscription that ends stops counting.
+        drop(b);
+        assert_eq!(m.live_subscriptions.summary().max_lag, 10);
+        drop((a, c));
+        assert_eq!(m.live_subscriptions.summary(), LagSummary::default());
     }
 }

@@ -1115,6 +1115,93 @@ async fn the_window_holds_deliveries_until_acknowledged() {
     sub.assert_quiet().await;
 }
 
+/// A sample of the Prometheus text, by metric name.
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
+/// Polls the metrics until the subscription lag is `want` — `[lag_max, undelivered_max,
+/// undelivered, unacked]` — then checks that `INFO subscriptions` on `client` says the same.
+async fn wait_for_lag(server: &Server, client: &mut Client, want: [u64; 4]) {
+    let names = [
+        "subscription_lag_max_events",
+        "subscription_undelivered_max_events",
+        "subscription_undelivered_events",
+        "subscription_unacked_events",
+    ];
+    let deadline = tokio::time::Instant::now() + READ_TIMEOUT;
+    loop {
+        let text = server.db.render_metrics();
+        let got = names.map(|name| metric(&text, &format!("sierradb_{name}")));
+        if got == want {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "lag stayed {got:?}, expected {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let info = text(&client.call("INFO subscriptions").await);
+    for (name, value) in names.iter().zip(want) {
+        assert!(
+            info.contains(&format!("\r\n{name}:{value}\r\n")),
+            "{name}:{value} not in {info}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscription_lag_grows_while_unacknowledged_and_returns_to_zero_after_acks() {
+    let server = start(ServerConfig::default()).await;
+    let mut writer = server.client3().await;
+    let mut sub = server.client3().await;
+    let id = subscribe(&mut sub, "ESUB lagging WINDOW 4", 1).await;
+    wait_for_lag(&server, &mut sub, [0, 0, 0, 0]).await;
+    // Three events: all pushed, none acknowledged.
+    append_many(&mut writer, "lagging", 0, 3).await;
+    for cursor in 0..3 {
+        assert_eq!(message(&mut sub, &id).await.0, cursor);
+    }
+    wait_for_lag(&server, &mut sub, [3, 0, 0, 3]).await;
+    // Seven more: the window holds back all but one, so six wait undelivered.
+    append_many(&mut writer, "lagging", 3, 7).await;
+    assert_eq!(message(&mut sub, &id).await.0, 3);
+    wait_for_lag(&server, &mut sub, [10, 6, 6, 4]).await;
+    // Acking cursor 3 admits cursors 4..=7.
+    assert_eq!(sub.call(&format!("EACK {id} 3")).await, Frame::simple("OK"));
+    for cursor in 4..8 {
+        assert_eq!(message(&mut sub, &id).await.0, cursor);
+    }
+    wait_for_lag(&server, &mut sub, [6, 2, 2, 4]).await;
+    assert_eq!(sub.call(&format!("EACK {id} 7")).await, Frame::simple("OK"));
+    for cursor in 8..10 {
+        assert_eq!(message(&mut sub, &id).await.0, cursor);
+    }
+    wait_for_lag(&server, &mut sub, [2, 0, 0, 2]).await;
+    assert_eq!(sub.call(&format!("EACK {id} 9")).await, Frame::simple("OK"));
+    wait_for_lag(&server, &mut sub, [0, 0, 0, 0]).await;
+    // Another subscriber that never acknowledges, from the start of the stream: its lag is
+    // every stored event, and it ends with the subscription.
+    let mut other = server.client3().await;
+    let from_zero = subscribe(&mut other, "ESUB lagging FROM 0 WINDOW 100", 1).await;
+    for cursor in 0..10 {
+        assert_eq!(message(&mut other, &from_zero).await.0, cursor);
+    }
+    wait_for_lag(&server, &mut sub, [10, 0, 0, 10]).await;
+    assert_eq!(
+        other.call_args(&[b"EUNSUB", from_zero.as_bytes()]).await,
+        Frame::simple("OK")
+    );
+    wait_for_lag(&server, &mut sub, [0, 0, 0, 0]).await;
+    assert_eq!(
+        metric(&server.db.render_metrics(), "sierradb_subscriptions"),
+        1
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn from_latest_never_receives_old_events() {
     let server = start(ServerConfig::default()).await;

@@ -5,10 +5,24 @@
 //!
 //! 1. executes every complete request in the read buffer, in order, encoding each reply into
 //!    the write buffer (flushed early only if it grows past [`WRITE_FLUSH_BYTES`]);
-//! 2. takes up to [`DELIVERIES_PER_ROUND`] queued subscription deliveries, so a busy pipeline
-//!    cannot starve pushes and a busy subscription cannot starve requests;
+//! 2. takes up to [`DELIVERIES_PER_ROUND`] queued subscription deliveries (fewer once the write
+//!    buffer holds [`WRITE_FLUSH_BYTES`]), so a busy pipeline cannot starve pushes and a busy
+//!    subscription cannot starve requests;
 //! 3. writes everything in one go;
 //! 4. waits for the first of: shutdown, more request bytes, a delivery.
+//!
+//! # A client that does not read
+//!
+//! Every write waits until the client has taken the bytes, and while it waits the connection
+//! neither reads requests nor takes deliveries. So a client that stops reading costs at most
+//! one write buffer ([`WRITE_FLUSH_BYTES`] plus the reply or push that crossed it), one read
+//! buffer (a request in progress), and its subscriptions' queue ([`DELIVERY_QUEUE`]) and scan
+//! batches ([`SCAN_BATCH`] each); the feeds wait on the full queue and the store keeps the
+//! rest. The connection is not closed for being slow: it holds its place under
+//! `max_connections` until the client reads, closes, or the server shuts down.
+//!
+//! [`DELIVERY_QUEUE`]: super::subscription::DELIVERY_QUEUE
+//! [`SCAN_BATCH`]: super::subscription::SCAN_BATCH
 //!
 //! A request in execution is never interrupted: shutdown is noticed between requests, after
 //! which the connection writes what it owes (giving a client that does not read
@@ -32,6 +46,7 @@ use super::reply::{self, HelloInfo, InfoSnapshot};
 use super::subscription::{Delivery, Received, SubscriptionLimits, Subscriptions};
 use super::{Shared, execute, ok};
 use crate::env::Env;
+use crate::metrics::LagSummary;
 use crate::store::group_commit::PendingAppend;
 
 /// Flush mid-batch once this much is waiting, so a long pipeline of large replies does not
@@ -95,7 +110,8 @@ where
             limits,
             shared.subscriptions.clone(),
             alive.clone(),
-        );
+        )
+        .reporting_lag_to(shared.db.metrics().live_subscriptions.clone());
         Connection {
             stream,
             shared,
@@ -153,8 +169,11 @@ where
                 }
             }
             self.finish_appends().await;
-            // 2. Pushes already queued.
+            // 2. Pushes already queued, while the write buffer has room.
             for _ in 0..DELIVERIES_PER_ROUND {
+                if self.write_buf.len() >= WRITE_FLUSH_BYTES {
+                    break;
+                }
                 let Some(delivery) = self.subscriptions.try_next_delivery() else {
                     break;
                 };
@@ -373,7 +392,15 @@ where
             }
             Command::Ping(None) => Frame::simple("PONG"),
             Command::Ping(Some(message)) => Frame::bulk(message),
-            Command::Info(sections) => reply::info(&self.info_snapshot(), &sections),
+            Command::Info(sections) => {
+                // Lag reads the store once per target of every subscription: only on request.
+                let lag = if reply::info_includes(&sections, "subscriptions") {
+                    shared.db.metrics().live_subscriptions.summary()
+                } else {
+                    LagSummary::default()
+                };
+                reply::info(&self.info_snapshot(lag), &sections)
+            }
             Command::ClientSetName(name) => {
                 self.set_name(name);
                 ok()
@@ -436,7 +463,7 @@ where
         }
     }
 
-    fn info_snapshot(&self) -> InfoSnapshot {
+    fn info_snapshot(&self, lag: LagSummary) -> InfoSnapshot {
         let shared = &self.shared;
         let store = shared.db.store();
         let stats = store.stats();
@@ -471,6 +498,7 @@ where
             max_subscriptions_per_connection: shared.config.max_subscriptions_per_connection,
             default_window: shared.config.default_window,
             max_window: shared.config.max_window,
+            lag,
         }
     }
 }

@@ -32,6 +32,8 @@
 //! - A subscription delivers every event of its targets from its start position exactly once,
 //!   in position order (see [`subscription`]), and never more than its window ahead of the
 //!   last acknowledgement.
+//! - Memory per connection is bounded whatever the client does: a client that stops reading
+//!   stops being read from, and its subscriptions stop being fed (see `connection`).
 //! - On shutdown the server stops accepting, lets each connection finish the request it is
 //!   executing (an append in flight completes and is answered), then closes every connection
 //!   and stops every subscription before [`serve`] returns.

@@ -12,6 +12,7 @@ use net::Frame;
 use uuid::Uuid;
 
 use super::command::COMMANDS;
+use crate::metrics::LagSummary;
 use crate::model::{AppendOutcome, Event};
 use crate::store::Scan;
 
@@ -247,19 +248,25 @@ pub struct InfoSnapshot {
     pub max_subscriptions_per_connection: usize,
     pub default_window: u32,
     pub max_window: u32,
+    /// Lag over the server's live subscriptions.
+    pub lag: LagSummary,
+}
+
+/// Whether `INFO` with these sections reports `section`.
+pub fn info_includes(requested: &[String], section: &str) -> bool {
+    requested.is_empty()
+        || requested
+            .iter()
+            .any(|s| s == section || matches!(s.as_str(), "all" | "everything" | "default"))
 }
 
 /// `INFO [section ...]`: Redis's text format (`# Section` headers, `field:value` lines, a blank
 /// line between sections) in a bulk string. No section or `all`/`everything`/`default` means
 /// every section; unknown sections are skipped, as Redis skips them.
 pub fn info(snapshot: &InfoSnapshot, requested: &[String]) -> Frame {
-    let all = requested.is_empty()
-        || requested
-            .iter()
-            .any(|s| matches!(s.as_str(), "all" | "everything" | "default"));
     let mut out = String::new();
     for (section, title) in INFO_SECTIONS {
-        if !all && !requested.iter().any(|s| s == section) {
+        if !info_includes(requested, section) {
             continue;
         }
         let fields: Vec<(&str, String)> = match section {
@@ -305,6 +312,22 @@ pub fn info(snapshot: &InfoSnapshot, requested: &[String]) -> Frame {
                 ),
                 ("default_window", snapshot.default_window.to_string()),
                 ("max_window", snapshot.max_window.to_string()),
+                (
+                    "subscription_lag_max_events",
+                    snapshot.lag.max_lag.to_string(),
+                ),
+                (
+                    "subscription_undelivered_max_events",
+                    snapshot.lag.max_undelivered.to_string(),
+                ),
+                (
+                    "subscription_undelivered_events",
+                    snapshot.lag.undelivered.to_string(),
+                ),
+                (
+                    "subscription_unacked_events",
+                    snapshot.lag.unacked.to_string(),
+                ),
             ],
             // A single node until replication lands: every bucket is local and led here.
             "cluster" => vec![

@@ -33,6 +33,14 @@
 //! ([`DELIVERY_QUEUE`]); when the client reads slowly the queue fills and the feeds of that
 //! connection wait, while other connections keep flowing.
 //!
+//! # Lag
+//!
+//! Each subscription reports its lag to the server's metrics ([`crate::metrics::LagProbe`]):
+//! the events stored in its targets from its start positions (read from the store when the
+//! metrics are rendered), minus those handed to the connection (`undelivered`) and those
+//! acknowledged (`unacked` is the rest). The feed is not asked: every event from the start is
+//! delivered exactly once, so the connection's delivery and ack counts are enough.
+//!
 //! # Lifetime
 //!
 //! Subscriptions live as long as their connection (or until `EUNSUB`/`RESET`): nothing is
@@ -42,7 +50,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::Poll;
 
 use disk::Disk;
@@ -52,6 +60,7 @@ use uuid::Uuid;
 use super::errors::ServerError;
 use crate::env::Env;
 use crate::error::StoreError;
+use crate::metrics::{LagProbe, LagRegistration, LiveSubscriptions, SubscriptionLag};
 use crate::model::{
     BucketId, Event, PartitionId, PartitionKey, PartitionSeq, StreamId, StreamVersion,
 };
@@ -134,32 +143,77 @@ pub enum Received {
     },
 }
 
+/// What the client has been sent and has acknowledged of one subscription. Only the
+/// connection writes it; the lag metrics read it from other threads.
+#[derive(Debug, Default)]
+struct Progress {
+    /// Deliveries handed to the connection so far (the next cursor it will see).
+    delivered: AtomicU64,
+    /// Deliveries acknowledged: the last acknowledged cursor + 1, or 0.
+    acked: AtomicU64,
+}
+
+impl Progress {
+    fn delivered(&self) -> u64 {
+        self.delivered.load(Ordering::Acquire)
+    }
+
+    fn acked(&self) -> u64 {
+        self.acked.load(Ordering::Acquire)
+    }
+}
+
 /// The connection's side of one subscription: the ack channel to its feed and what the client
 /// has been sent.
 #[derive(Debug)]
 pub struct SubscriptionHandle {
     acks: watch::Sender<Option<u64>>,
-    /// Deliveries handed to the connection so far (the next cursor it will see).
-    delivered: u64,
-    last_ack: Option<u64>,
+    progress: Arc<Progress>,
     _counted: Counted,
+    /// Present when the server's metrics report lag (not in the simulator's subscribers).
+    _lag: Option<LagRegistration>,
 }
 
 impl SubscriptionHandle {
     /// Acknowledges every delivery up to and including `cursor`.
     fn ack(&mut self, cursor: u64) -> Result<(), ServerError> {
-        if cursor >= self.delivered {
-            return Err(ServerError::AckBeyondDelivered {
-                cursor,
-                delivered: self.delivered,
-            });
+        let delivered = self.progress.delivered();
+        if cursor >= delivered {
+            return Err(ServerError::AckBeyondDelivered { cursor, delivered });
         }
-        if self.last_ack.is_some_and(|last| cursor <= last) {
+        if cursor < self.progress.acked() {
             return Ok(());
         }
-        self.last_ack = Some(cursor);
+        self.progress.acked.store(cursor + 1, Ordering::Release);
         self.acks.send_replace(Some(cursor));
         Ok(())
+    }
+}
+
+/// One subscription's lag, as the metrics read it.
+struct Lag<D: Disk> {
+    store: Store<D>,
+    /// Every target and its start position.
+    starts: Vec<(Target, u64)>,
+    progress: Arc<Progress>,
+}
+
+impl<D: Disk> LagProbe for Lag<D> {
+    fn lag(&self) -> SubscriptionLag {
+        // The counts first: an event counted as delivered was stored before it was read, so the
+        // ends read after them include it and the differences cannot underflow (saturating
+        // anyway, since a delivery and an ack may land between the two loads).
+        let delivered = self.progress.delivered();
+        let acked = self.progress.acked().min(delivered);
+        let stored: u64 = self
+            .starts
+            .iter()
+            .map(|(target, start)| next_position(&self.store, target).saturating_sub(*start))
+            .sum();
+        SubscriptionLag {
+            undelivered: stored.saturating_sub(delivered),
+            unacked: delivered - acked,
+        }
     }
 }
 
@@ -192,6 +246,8 @@ pub struct Subscriptions<E: Env, D: Disk> {
     total: Arc<AtomicUsize>,
     /// Held by every feed; the server waits for all clones to drop before `serve` returns.
     tasks_alive: mpsc::Sender<()>,
+    /// Where subscriptions report their lag, if anywhere.
+    lag: Option<Arc<LiveSubscriptions>>,
 }
 
 impl<E: Env, D: Disk> Subscriptions<E, D> {
@@ -212,7 +268,15 @@ impl<E: Env, D: Disk> Subscriptions<E, D> {
             deliveries_rx,
             total,
             tasks_alive,
+            lag: None,
         }
+    }
+
+    /// Reports the lag of every subscription started from now on to `live` (the server's
+    /// metrics).
+    pub fn reporting_lag_to(mut self, live: Arc<LiveSubscriptions>) -> Self {
+        self.lag = Some(live);
+        self
     }
 
     /// Subscriptions on this connection.
@@ -245,7 +309,7 @@ impl<E: Env, D: Disk> Subscriptions<E, D> {
             });
         }
         let mut published = BTreeMap::<BucketId, PublishWatch>::new();
-        let positions = targets
+        let positions: Vec<Position> = targets
             .into_iter()
             .map(|(target, start)| {
                 let partition = match &target {
@@ -258,11 +322,22 @@ impl<E: Env, D: Disk> Subscriptions<E, D> {
                     .or_insert_with(|| PublishWatch::new(bucket.subscribe_published()));
                 let next = match start {
                     Start::At(position) => position,
-                    Start::Latest => self.next_position(&target),
+                    Start::Latest => next_position(&self.store, &target),
                 };
                 Position { target, next }
             })
             .collect();
+        let progress = Arc::new(Progress::default());
+        let lag = self.lag.as_ref().map(|live| {
+            live.register(Arc::new(Lag {
+                store: self.store.clone(),
+                starts: positions
+                    .iter()
+                    .map(|p| (p.target.clone(), p.next))
+                    .collect(),
+                progress: progress.clone(),
+            }))
+        });
         let id = self.env.new_uuid();
         let (acks_tx, acks_rx) = watch::channel(None);
         let feed = Feed {
@@ -281,29 +356,12 @@ impl<E: Env, D: Disk> Subscriptions<E, D> {
             id,
             SubscriptionHandle {
                 acks: acks_tx,
-                delivered: 0,
-                last_ack: None,
+                progress,
                 _counted: Counted::new(&self.total),
+                _lag: lag,
             },
         );
         Ok(id)
-    }
-
-    /// The position after the last event stored now: where `FROM LATEST` starts.
-    fn next_position(&self, target: &Target) -> u64 {
-        match target {
-            Target::Stream {
-                partition_key,
-                stream_id,
-            } => self
-                .store
-                .stream_version(*partition_key, stream_id)
-                .map_or(0, |v| v.0 + 1),
-            Target::Partition(partition) => self
-                .store
-                .partition_sequence(*partition)
-                .map_or(0, |s| s.0 + 1),
-        }
     }
 
     /// `EACK <id> <cursor>`.
@@ -346,8 +404,15 @@ impl<E: Env, D: Disk> Subscriptions<E, D> {
         let handle = self.handles.get_mut(&delivery.subscription)?;
         match delivery.item {
             DeliveryItem::Event { cursor, event } => {
-                debug_assert_eq!(cursor, handle.delivered, "feeds deliver cursors in order");
-                handle.delivered = cursor + 1;
+                debug_assert_eq!(
+                    cursor,
+                    handle.progress.delivered(),
+                    "feeds deliver cursors in order"
+                );
+                handle
+                    .progress
+                    .delivered
+                    .store(cursor + 1, Ordering::Release);
                 Some(Received::Message {
                     subscription: delivery.subscription,
                     cursor,
@@ -363,6 +428,19 @@ impl<E: Env, D: Disk> Subscriptions<E, D> {
                 })
             }
         }
+    }
+}
+
+/// The position after the last event of `target` stored now: where `FROM LATEST` starts.
+fn next_position<D: Disk>(store: &Store<D>, target: &Target) -> u64 {
+    match target {
+        Target::Stream {
+            partition_key,
+            stream_id,
+        } => store
+            .stream_version(*partition_key, stream_id)
+            .map_or(0, |v| v.0 + 1),
+        Target::Partition(partition) => store.partition_sequence(*partition).map_or(0, |s| s.0 + 1),
     }
 }
 
@@ -735,9 +813,12 @@ mod tests {
         let total = Arc::new(AtomicUsize::new(0));
         let handle = SubscriptionHandle {
             acks,
-            delivered,
-            last_ack: None,
+            progress: Arc::new(Progress {
+                delivered: AtomicU64::new(delivered),
+                acked: AtomicU64::new(0),
+            }),
             _counted: Counted::new(&total),
+            _lag: None,
         };
         (handle, rx)
     }

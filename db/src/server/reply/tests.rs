@@ -207,6 +207,13 @@ fn snapshot() -> InfoSnapshot {
         max_subscriptions_per_connection: 64,
         default_window: 1000,
         max_window: 100_000,
+        lag: LagSummary {
+            subscriptions: 3,
+            max_lag: 40,
+            max_undelivered: 25,
+            undelivered: 30,
+            unacked: 17,
+        },
     }
 }
 
@@ -229,7 +236,10 @@ fn info_sections_in_redis_format() {
         info_text(&["subscriptions", "clients"]),
         "# Clients\r\nconnected_clients:2\r\nmaxclients:10\r\n\r\n# Subscriptions\r\n\
          connection_subscriptions:1\r\ntotal_subscriptions:3\r\n\
-         max_subscriptions_per_connection:64\r\ndefault_window:1000\r\nmax_window:100000\r\n"
+         max_subscriptions_per_connection:64\r\ndefault_window:1000\r\nmax_window:100000\r\n\
+         subscription_lag_max_events:40\r\nsubscription_undelivered_max_events:25\r\n\
+         subscription_undelivered_events:30\r\n\
+         subscription_unacked_events:17\r\n"
     );
     assert_eq!(
         info_text(&["server"]),
