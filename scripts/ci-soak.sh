@@ -5,7 +5,7 @@
 #    `--planted-bug` names one, so one build serves both steps).
 # 2. Teeth: with each planted bug switched on, a soak over every scenario must report a
 #    violation within 200 seeds; a bug that goes uncaught fails CI.
-# 3. Soak: SIM_SEEDS seeds (default 420, i.e. 28 per scenario) round-robin over every
+# 3. Soak: SIM_SEEDS seeds (default 420, i.e. about 22 per scenario) round-robin over every
 #    scenario on SIM_JOBS threads, from SIM_SEED_BASE. Any violation fails CI and prints the
 #    failing seeds with their replay commands. Prints throughput (seeds/s, simulated/wall).
 #

@@ -254,6 +254,28 @@ fn print_summary(scenario: &Scenario, report: &RunReport, wall: Duration, plante
         .map(|(k, v)| format!("{k} {v}"))
         .collect();
     println!("nemesis                {}", nemesis.join(" "));
+    if let Some(n) = &report.net_faults {
+        println!(
+            "network faults         split_reads {} split_writes {} delayed_writes {} resets {} (on write {}) partitions {} refused_connects {}",
+            n.split_reads,
+            n.split_writes,
+            n.delayed_writes,
+            n.resets,
+            n.write_resets,
+            n.partitions,
+            n.refused_connects
+        );
+    }
+    let subs = &report.history.subscriptions;
+    if !subs.is_empty() {
+        let resumed = subs.iter().filter(|s| s.resumed).count();
+        let deliveries: usize = subs.iter().map(|s| s.deliveries.len()).sum();
+        let acks: usize = subs.iter().map(|s| s.acks.len()).sum();
+        println!(
+            "subscriptions          {} made ({resumed} resumed), {deliveries} deliveries, {acks} acknowledgements",
+            subs.len()
+        );
+    }
     let recoveries = &report.history.recoveries;
     let truncated = recoveries.iter().filter(|r| r.truncated_bytes > 0).count();
     let failed = recoveries.iter().filter(|r| r.error.is_some()).count();
@@ -380,6 +402,8 @@ struct Row {
     checks: u64,
     sim_ns: u64,
     faults: u64,
+    subscriptions: u64,
+    deliveries: u64,
 }
 
 fn cmd_soak(args: SoakArgs) -> anyhow::Result<ExitCode> {
@@ -456,7 +480,10 @@ fn cmd_soak(args: SoakArgs) -> anyhow::Result<ExitCode> {
         row.acked += r.events_acknowledged;
         row.checks += r.checks;
         row.sim_ns += r.sim_ns;
+        row.subscriptions += r.subscriptions;
+        row.deliveries += r.deliveries;
         row.faults += r.nemesis_faults
+            + r.network_faults
             + r.disk_faults.torn_writes
             + r.disk_faults.lost_writes
             + r.disk_faults.bit_flips
@@ -467,7 +494,7 @@ fn cmd_soak(args: SoakArgs) -> anyhow::Result<ExitCode> {
             + r.disk_faults.storage_full;
     }
     println!(
-        "{:<28} {:>6} {:>6} {:>10} {:>10} {:>8} {:>11} {:>9}",
+        "{:<32} {:>6} {:>6} {:>10} {:>10} {:>8} {:>11} {:>9} {:>9} {:>11}",
         "scenario",
         "seeds",
         "failed",
@@ -475,7 +502,9 @@ fn cmd_soak(args: SoakArgs) -> anyhow::Result<ExitCode> {
         "acked/seed",
         "faults/s",
         "checks/seed",
-        "sim s/seed"
+        "sim s/seed",
+        "subs/seed",
+        "deliv/seed"
     );
     let mut total = Row::default();
     for (scenario, row) in scenarios.iter().zip(&rows) {
@@ -486,7 +515,7 @@ fn cmd_soak(args: SoakArgs) -> anyhow::Result<ExitCode> {
             row.faults as f64 / secs(row.sim_ns)
         };
         println!(
-            "{:<28} {:>6} {:>6} {:>10} {:>10} {:>8.1} {:>11} {:>9.2}",
+            "{:<32} {:>6} {:>6} {:>10} {:>10} {:>8.1} {:>11} {:>9.2} {:>9} {:>11}",
             scenario.name,
             row.seeds,
             row.failed,
@@ -494,7 +523,9 @@ fn cmd_soak(args: SoakArgs) -> anyhow::Result<ExitCode> {
             per(row.acked),
             faults_per_sim_s,
             per(row.checks),
-            secs(per(row.sim_ns))
+            secs(per(row.sim_ns)),
+            per(row.subscriptions),
+            per(row.deliveries)
         );
         total.seeds += row.seeds;
         total.failed += row.failed;
@@ -574,13 +605,15 @@ fn cmd_shrink(args: ShrinkArgs) -> anyhow::Result<ExitCode> {
         started.elapsed().as_secs_f64()
     );
     println!(
-        "  duration {:.3}s -> {:.3}s, faults {} -> {}, clients {} -> {}, operations {} -> {}",
+        "  duration {:.3}s -> {:.3}s, faults {} -> {}, clients {} -> {}, subscribers {} -> {}, operations {} -> {}",
         secs(o.duration_ns),
         secs(m.duration_ns),
         o.faults,
         m.faults,
         o.clients,
         m.clients,
+        o.subscribers,
+        m.subscribers,
         o.ops,
         m.ops
     );

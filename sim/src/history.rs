@@ -192,6 +192,11 @@ pub enum Output {
     Indeterminate { class: ErrorClass, reason: String },
     /// Outcome unknown: the client stopped waiting.
     TimedOut,
+    /// Not sent (RESP): the connection could not be made or greeted, or its first write
+    /// failed; nothing of the request reached the server.
+    NotSent { reason: String },
+    /// Outcome unknown (RESP): the connection broke after the request was sent.
+    ConnectionLost { reason: String },
     /// A read's events (scans and gets of one event).
     Events {
         events: Vec<SeenEvent>,
@@ -217,8 +222,32 @@ impl Output {
     pub fn written(&self) -> Written {
         match self {
             Output::Appended { .. } => Written::Yes,
-            Output::Indeterminate { .. } | Output::TimedOut => Written::Maybe,
+            Output::Indeterminate { .. } | Output::TimedOut | Output::ConnectionLost { .. } => {
+                Written::Maybe
+            }
             _ => Written::No,
+        }
+    }
+
+    /// Maps what `Db::append` returned to an outcome.
+    pub fn of_append(result: Result<db::model::AppendOutcome, AppendError>) -> Output {
+        match result {
+            Ok(outcome) => Output::Appended {
+                already_stored: outcome.already_stored,
+                partition: outcome.partition_id.0,
+                positions: outcome
+                    .events
+                    .iter()
+                    .map(|e| {
+                        (
+                            Eid::from_uuid(e.event_id.0),
+                            e.stream_version.0,
+                            e.partition_sequence.0,
+                        )
+                    })
+                    .collect(),
+            },
+            Err(err) => Output::of_append_error(&err),
         }
     }
 
@@ -740,6 +769,16 @@ impl HistoryLog {
             "accepted": acked.accepted,
         }));
         h.subscriptions[sub as usize].acks.push(acked);
+    }
+
+    /// Corrects where a target of a subscription started, once a delivery showed it (a RESP
+    /// subscription `FROM LATEST` whose start the reply left open).
+    pub fn resolve_start(&self, sub: u64, target: usize, start: u64, at_ns: u64) {
+        let mut h = self.lock();
+        h.trace.record(&serde_json::json!({
+            "t": at_ns, "e": "start", "sub": sub, "target": target, "start": start,
+        }));
+        h.subscriptions[sub as usize].targets[target].start = start;
     }
 
     pub fn end_subscription(&self, sub: u64, at_ns: u64, end: SubscriptionEnd) {

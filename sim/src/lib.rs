@@ -14,6 +14,7 @@
 //! | [`workload`] | simulated clients: appends of every kind, retries, transactions, reads |
 //! | [`subscriber`] | simulated subscribers: subscriptions with windows and acks, resubscribed after restarts |
 //! | [`net`] | the simulated client network: byte streams split, delayed, reset and partitioned |
+//! | [`resp`] | the RESP3 client the workload uses with `transport = "resp"`: requests, replies → history outcomes |
 //! | [`history`] | the recorded operations, faults and recoveries |
 //! | [`trace`] | the run's JSON-lines trace and its running FNV-1a hash |
 //! | [`snapshot`] | the final quiescent read of every node |
@@ -37,6 +38,7 @@ pub mod history;
 pub mod net;
 pub mod node;
 pub mod planted;
+pub mod resp;
 pub mod rt;
 pub mod scenario;
 pub mod seeds;

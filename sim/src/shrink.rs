@@ -7,16 +7,18 @@
 //! 2. **Stop earlier.** Bisect the duration: the shortest run that still fails.
 //! 3. **Fewer faults.** Delta-debug (ddmin) the schedule: drop chunks of entries while the run
 //!    still fails.
-//! 4. **Fewer disk faults.** Switch each run-time disk fault probability off.
-//! 5. **Fewer clients, fewer operations.** Drop clients from the end (each client has its own
-//!    random stream, so the others do not change), then bisect the per-client operation cap.
+//! 4. **Fewer disk and network faults.** Switch each run-time disk fault probability off,
+//!    and the network's resets on write and split reads and writes.
+//! 5. **Fewer clients, fewer subscribers, fewer operations.** Drop clients from the end (each
+//!    client has its own random stream, so the others do not change), then subscribers the
+//!    same way, then bisect the per-client operation cap.
 //!
 //! "Fails the same way" means a violation of the same invariant. Every step only keeps a
 //! change that still fails, so the result always reproduces: run the written scenario with
 //! the same seed.
 
 use crate::scenario::{
-    Action, ByteSize, Count, Derived, FaultAction, FaultSpec, Nanos, Prob, Range, Scenario,
+    Action, ByteSize, Count, Derived, FaultAction, FaultSpec, Nanos, Peer, Prob, Range, Scenario,
     ScheduleEntry, SignedNanos,
 };
 use crate::world::{RunOptions, run};
@@ -34,6 +36,7 @@ pub struct RunSize {
     pub duration_ns: u64,
     pub faults: usize,
     pub clients: u32,
+    pub subscribers: u32,
     pub ops: usize,
 }
 
@@ -83,6 +86,11 @@ pub fn pin(scenario: &Scenario, derived: &Derived) -> Scenario {
     disk.latency = Range::one(Nanos(d.latency_ns));
     disk.latency_tail = Range::one(Prob(d.latency_tail));
     disk.latency_tail_extra = Range::one(Nanos(d.latency_tail_extra_ns));
+    let n = &derived.network;
+    pinned.network.transport = n.transport;
+    pinned.network.delay = Range::one(Nanos(n.delay_ns));
+    pinned.network.split = Range::one(Prob(n.split));
+    pinned.network.reset = Range::one(Prob(n.reset));
     pinned.faults = FaultSpec {
         disk: pinned.faults.disk.clone(),
         ..FaultSpec::default()
@@ -102,6 +110,14 @@ fn entry(event: &crate::scenario::FaultEvent) -> ScheduleEntry {
         by: None,
         slack: None,
         pick: None,
+        client: None,
+        subscriber: None,
+        direction: None,
+    };
+    let peer = |e: &mut ScheduleEntry, node: u32, peer: Peer| match peer {
+        Peer::All => e.node = Some(node),
+        Peer::Client(c) => e.client = Some(c),
+        Peer::Subscriber(s) => e.subscriber = Some(s),
     };
     match event.action {
         FaultAction::Crash {
@@ -151,6 +167,23 @@ fn entry(event: &crate::scenario::FaultEvent) -> ScheduleEntry {
             e.node = Some(node);
             e.pick = Some(Range::one(Count(pick)));
         }
+        FaultAction::NetPartition {
+            node,
+            peer: p,
+            direction,
+        } => {
+            e.action = Action::NetPartition;
+            peer(&mut e, node, p);
+            e.direction = Some(direction);
+        }
+        FaultAction::NetHeal { node, peer: p } => {
+            e.action = Action::NetHeal;
+            peer(&mut e, node, p);
+        }
+        FaultAction::NetReset { node, peer: p } => {
+            e.action = Action::NetReset;
+            peer(&mut e, node, p);
+        }
     }
     e
 }
@@ -181,6 +214,7 @@ fn size(report: &crate::world::RunReport) -> RunSize {
         duration_ns: report.derived.duration_ns,
         faults: report.derived.schedule.len(),
         clients: report.derived.workload.clients,
+        subscribers: report.derived.workload.subscribers.count,
         ops: report.history.ops.len(),
     }
 }
@@ -278,7 +312,7 @@ pub fn shrink(
 
     // Fewer disk faults: switch each run-time fault probability off if the failure stays.
     type Field = fn(&mut Scenario) -> &mut Range<Prob>;
-    let fields: [(&str, Field); 6] = [
+    let fields: [(&str, Field); 8] = [
         ("read_bit_flip", |s| &mut s.faults.disk.read_bit_flip),
         ("misdirected_write", |s| {
             &mut s.faults.disk.misdirected_write
@@ -287,6 +321,8 @@ pub fn shrink(
         ("write_error", |s| &mut s.faults.disk.write_error),
         ("sync_error", |s| &mut s.faults.disk.sync_error),
         ("latency_tail", |s| &mut s.faults.disk.latency_tail),
+        ("network reset", |s| &mut s.network.reset),
+        ("network split", |s| &mut s.network.split),
     ];
     for (name, field) in fields {
         let mut candidate = best.clone();
@@ -310,6 +346,20 @@ pub fn shrink(
                 best = candidate;
                 best_size = s;
                 (search.progress)(&format!("{} client(s) still fail", s.clients));
+            }
+            None => break,
+        }
+    }
+
+    // Fewer subscribers.
+    while best_size.subscribers > 0 && search.runs < search.max_runs {
+        let mut candidate = best.clone();
+        candidate.workload.subscribers = Range::one(Count(u64::from(best_size.subscribers - 1)));
+        match search.fails(&candidate) {
+            Some(s) => {
+                best = candidate;
+                best_size = s;
+                (search.progress)(&format!("{} subscriber(s) still fail", s.subscribers));
             }
             None => break,
         }

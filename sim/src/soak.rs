@@ -39,6 +39,12 @@ pub struct SeedResult {
     pub checks: u64,
     pub disk_faults: FaultCounts,
     pub nemesis_faults: u64,
+    /// Faults the client network drew itself (resets on write; RESP runs only).
+    pub network_faults: u64,
+    /// Subscriptions made (resubscriptions included) and deliveries they received, all of
+    /// which the subscription checker judged.
+    pub subscriptions: u64,
+    pub deliveries: u64,
     pub trace_hash: u64,
 }
 
@@ -79,6 +85,14 @@ pub fn run_seed(scenario: &Scenario, seed: u64, index: u64, scenario_index: usiz
             checks: report.checks_evaluated(),
             disk_faults: report.disk_faults,
             nemesis_faults: report.nemesis.values().sum(),
+            network_faults: report.net_faults.map_or(0, |n| n.write_resets),
+            subscriptions: report.history.subscriptions.len() as u64,
+            deliveries: report
+                .history
+                .subscriptions
+                .iter()
+                .map(|s| s.deliveries.len() as u64)
+                .sum(),
             trace_hash: report.trace_hash,
         },
         Err(panic) => {
@@ -98,6 +112,9 @@ pub fn run_seed(scenario: &Scenario, seed: u64, index: u64, scenario_index: usiz
                 checks: 0,
                 disk_faults: FaultCounts::default(),
                 nemesis_faults: 0,
+                network_faults: 0,
+                subscriptions: 0,
+                deliveries: 0,
                 trace_hash: 0,
             }
         }

@@ -51,10 +51,13 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::history::{
-    Acked, Delivered, ErrorClass, HistoryLog, StreamRef, SubFrom, SubTarget, SubscribedTarget,
-    SubscriptionEnd,
+    Acked, Delivered, ErrorClass, HistoryLog, SeenEvent, StreamRef, SubFrom, SubTarget,
+    SubscribedTarget, SubscriptionEnd,
 };
+use crate::net::SimNetwork;
 use crate::node::{NodeEnv, NodeSlot, timeout};
+use crate::resp::reply::Pushed;
+use crate::resp::{Exchange, Host, RespConn, command, node_addr, reply};
 use crate::rt::SimEnv;
 use crate::scenario::WorkloadPlan;
 use crate::scenario::quantity::{jitter, uniform};
@@ -89,6 +92,9 @@ pub struct Subscriber {
     pub rng: ChaCha8Rng,
     /// Decremented when the subscriber stops.
     pub alive: Arc<AtomicUsize>,
+    /// With `transport = "resp"`: subscriptions are made over RESP3 connections to the
+    /// node's server, on this network, waiting at most `timeout` for each reply.
+    pub resp: Option<(SimNetwork, Duration)>,
 }
 
 /// The live subscription of a chain on the current connection.
@@ -103,6 +109,10 @@ struct Live {
     unacked: VecDeque<(u64, Option<usize>, u64)>,
     /// When the next acknowledgement is due, if one is.
     ack_due_ns: Option<u64>,
+    /// Per target, over RESP only: a `FROM LATEST` start the reply left open, as the lowest
+    /// and highest head + 1 the server can have read (appends landed between the request and
+    /// its reply). The record says the highest until the first delivery shows where it was.
+    open_start: Vec<Option<(u64, u64)>>,
 }
 
 /// One of the subscriber's subscriptions across connections.
@@ -120,12 +130,45 @@ struct Chain {
     subscribed_once: bool,
 }
 
-/// The subscriber's connection to one incarnation of its node.
+/// The subscriber's connection: which chain each subscription id belongs to, and the link.
 struct Connection {
-    incarnation: u64,
-    db: db::Db<SimDisk>,
-    subscriptions: Subscriptions<NodeEnv, SimDisk>,
     chains_by_id: BTreeMap<Uuid, usize>,
+    link: Link,
+}
+
+enum Link {
+    /// Playing the server's connection: subscriptions on one incarnation of the node's store.
+    Api {
+        incarnation: u64,
+        db: db::Db<SimDisk>,
+        subscriptions: Subscriptions<NodeEnv, SimDisk>,
+    },
+    /// A RESP3 connection to the node's server.
+    Resp(RespConn),
+}
+
+/// What came in for the subscriber, from either link.
+enum Incoming {
+    Message {
+        subscription: Uuid,
+        cursor: u64,
+        event: SeenEvent,
+    },
+    Failed {
+        subscription: Uuid,
+        class: ErrorClass,
+        reason: String,
+    },
+}
+
+/// What waiting for the next delivery gave.
+enum Waited {
+    Nothing,
+    /// One delivery (API), or every push that had arrived (RESP), in order.
+    Incoming(Vec<Incoming>),
+    /// The connection is gone (RESP: reset, closed, or a frame the protocol does not send,
+    /// with the reason for the record if it was the server's fault).
+    Lost(Option<String>),
 }
 
 struct AliveGuard(Arc<AtomicUsize>);
@@ -148,14 +191,14 @@ impl Subscriber {
             if finish_by.is_none() && self.finish.load(Ordering::SeqCst) {
                 finish_by = Some(now + self.within_ns);
             }
-            if conn
-                .as_ref()
-                .is_some_and(|c| c.incarnation != self.slot.incarnation())
-            {
+            if conn.as_ref().is_some_and(|c| match &c.link {
+                Link::Api { incarnation, .. } => *incarnation != self.slot.incarnation(),
+                Link::Resp(_) => false,
+            }) {
                 self.disconnect(&mut chains, &mut conn, now);
             }
             if conn.is_none() {
-                conn = self.connect();
+                conn = self.connect().await;
             }
             let Some(connection) = conn.as_mut() else {
                 if finish_by.is_some_and(|by| now >= by) {
@@ -165,13 +208,21 @@ impl Subscriber {
                 self.env.sleep(TICK).await;
                 continue;
             };
+            let mut lost = false;
             for i in 0..chains.len() {
                 if chains[i].live.is_none()
                     && now >= chains[i].retry_at_ns
                     && (now >= chains[i].start_at_ns || finish_by.is_some())
+                    && !self.subscribe(&mut chains, i, connection, now).await
                 {
-                    self.subscribe(&mut chains, i, connection, now);
+                    lost = true;
+                    break;
                 }
+            }
+            if lost {
+                let now = self.now();
+                self.disconnect(&mut chains, &mut conn, now);
+                continue;
             }
             if finish_by.is_some() {
                 if let Some(heads) = self.caught_up(&chains, connection) {
@@ -191,25 +242,132 @@ impl Subscriber {
                     return;
                 }
             }
-            self.ack_due(&mut chains, connection, now, finish_by.is_some());
+            if !self
+                .ack_due(&mut chains, connection, now, finish_by.is_some())
+                .await
+            {
+                let now = self.now();
+                self.disconnect(&mut chains, &mut conn, now);
+                continue;
+            }
+            let now = match connection.link {
+                Link::Api { .. } => now,
+                // Acknowledging took a round trip.
+                Link::Resp(_) => self.now(),
+            };
             let next_ack = chains
                 .iter()
                 .filter_map(|c| c.live.as_ref()?.ack_due_ns)
                 .min()
                 .map_or(TICK.as_nanos() as u64, |due| due.saturating_sub(now));
             let wait = Duration::from_nanos(next_ack.clamp(1, TICK.as_nanos() as u64));
-            let env = self.env.clone();
-            if let Some(delivery) =
-                timeout(&env, wait, connection.subscriptions.next_delivery()).await
-            {
+            match self.wait(connection, wait).await {
+                Waited::Nothing => {}
+                Waited::Incoming(incoming) => {
+                    for one in incoming {
+                        self.receive(&mut chains, connection, one);
+                    }
+                }
+                Waited::Lost(fault) => {
+                    let now = self.now();
+                    if let Some(reason) = fault {
+                        let failed = SubscriptionEnd::Failed {
+                            class: ErrorClass::Other,
+                            reason,
+                        };
+                        self.end_all(&mut chains, None, now, failed);
+                    }
+                    self.disconnect(&mut chains, &mut conn, now);
+                }
+            }
+        }
+    }
+
+    /// Waits up to `wait` for the next delivery or subscription error.
+    async fn wait(&self, connection: &mut Connection, wait: Duration) -> Waited {
+        let env = self.env.clone();
+        match &mut connection.link {
+            Link::Api {
+                incarnation,
+                subscriptions,
+                ..
+            } => {
+                let Some(delivery) = timeout(&env, wait, subscriptions.next_delivery()).await
+                else {
+                    return Waited::Nothing;
+                };
                 // A delivery still queued from before a crash belongs to a connection that no
                 // longer exists: a real client would never read it.
-                if connection.incarnation != self.slot.incarnation() {
-                    continue;
+                if *incarnation != self.slot.incarnation() {
+                    return Waited::Nothing;
                 }
-                if let Some(received) = connection.subscriptions.accept(delivery) {
-                    self.receive(&mut chains, connection, received);
+                match subscriptions.accept(delivery) {
+                    Some(Received::Message {
+                        subscription,
+                        cursor,
+                        event,
+                    }) => Waited::Incoming(vec![Incoming::Message {
+                        subscription,
+                        cursor,
+                        event: seen(&event),
+                    }]),
+                    Some(Received::Failed {
+                        subscription,
+                        error,
+                        ..
+                    }) => Waited::Incoming(vec![Incoming::Failed {
+                        subscription,
+                        class: ErrorClass::of(&error),
+                        reason: error.to_string(),
+                    }]),
+                    None => Waited::Nothing,
                 }
+            }
+            Link::Resp(conn) => {
+                let lost = |err: std::io::Error| {
+                    if err.kind() == std::io::ErrorKind::InvalidData {
+                        Waited::Lost(Some(err.to_string()))
+                    } else {
+                        Waited::Lost(None)
+                    }
+                };
+                let first = match timeout(&env, wait, conn.next_push()).await {
+                    None => return Waited::Nothing,
+                    Some(Err(err)) => return lost(err),
+                    Some(Ok(frame)) => frame,
+                };
+                // Everything else that has arrived too, so one acknowledgement covers it.
+                let mut incoming = Vec::new();
+                let mut frame = Some(first);
+                while let Some(push) = frame.take() {
+                    match reply::push(&push) {
+                        Ok(Pushed::Message {
+                            subscription,
+                            cursor,
+                            event,
+                        }) => incoming.push(Incoming::Message {
+                            subscription,
+                            cursor,
+                            event,
+                        }),
+                        Ok(Pushed::Failed {
+                            subscription,
+                            class,
+                            reason,
+                        }) => incoming.push(Incoming::Failed {
+                            subscription,
+                            class,
+                            reason,
+                        }),
+                        Ok(Pushed::Count) => {}
+                        Err(reason) => return Waited::Lost(Some(reason)),
+                    }
+                    match conn.try_next_push() {
+                        Ok(next) => frame = next,
+                        Err(err) => return lost(err),
+                    }
+                }
+                Waited::Incoming(incoming)
             }
         }
     }
@@ -300,24 +458,38 @@ impl Subscriber {
         }
     }
 
-    /// A connection to the node's current store, if it is up.
-    fn connect(&self) -> Option<Connection> {
-        let (incarnation, db) = self.slot.current()?;
-        let env = NodeEnv::new(self.slot.env(), self.slot.clone());
-        // The server waits on this channel at shutdown; here nobody does.
-        let (tasks_alive, _) = mpsc::channel(1);
-        let subscriptions = Subscriptions::new(
-            env,
-            db.store().clone(),
-            LIMITS,
-            Arc::new(AtomicUsize::new(0)),
-            tasks_alive,
-        );
+    /// A connection to the node's current store, if it is up; over RESP, a greeted
+    /// connection to its server, if one can be made.
+    async fn connect(&self) -> Option<Connection> {
+        let link = match &self.resp {
+            None => {
+                let (incarnation, db) = self.slot.current()?;
+                let env = NodeEnv::new(self.slot.env(), self.slot.clone());
+                // The server waits on this channel at shutdown; here nobody does.
+                let (tasks_alive, _) = mpsc::channel(1);
+                let subscriptions = Subscriptions::new(
+                    env,
+                    db.store().clone(),
+                    LIMITS,
+                    Arc::new(AtomicUsize::new(0)),
+                    tasks_alive,
+                );
+                Link::Api {
+                    incarnation,
+                    db,
+                    subscriptions,
+                }
+            }
+            Some((net, limit)) => {
+                let host = Host::Subscriber(self.index).ip();
+                let mut conn = RespConn::connect(net, host, node_addr(self.slot.id)).ok()?;
+                timeout(&self.env, *limit, conn.hello()).await?.ok()?;
+                Link::Resp(conn)
+            }
+        };
         Some(Connection {
-            incarnation,
-            db,
-            subscriptions,
             chains_by_id: BTreeMap::new(),
+            link,
         })
     }
 
@@ -344,8 +516,21 @@ impl Subscriber {
                 self.log.end_subscription(live.record, now, end.clone());
             }
         }
-        if let Some(conn) = conn {
-            conn.subscriptions.clear();
+        if let Some(Connection {
+            link: Link::Api { subscriptions, .. },
+            ..
+        }) = conn
+        {
+            subscriptions.clear();
+        }
+    }
+
+    /// The store the heads of targets are read from: the connection's own (API), or the
+    /// node's current one (RESP; `None` while it is down).
+    fn store(&self, conn: &Connection) -> Option<db::Db<SimDisk>> {
+        match &conn.link {
+            Link::Api { db, .. } => Some(db.clone()),
+            Link::Resp(_) => self.slot.db(),
         }
     }
 
@@ -360,7 +545,23 @@ impl Subscriber {
         }
     }
 
-    fn subscribe(&self, chains: &mut [Chain], i: usize, conn: &mut Connection, now: u64) {
+    /// Makes chain `i`'s subscription; false if the connection was lost on the way (RESP).
+    async fn subscribe(
+        &self,
+        chains: &mut [Chain],
+        i: usize,
+        conn: &mut Connection,
+        now: u64,
+    ) -> bool {
+        if let Link::Resp(_) = conn.link {
+            return self.subscribe_resp(chains, i, conn, now).await;
+        }
+        let Link::Api {
+            db, subscriptions, ..
+        } = &mut conn.link
+        else {
+            unreachable!("matched above")
+        };
         let chain = &mut chains[i];
         let mut requested = Vec::new();
         let mut recorded = Vec::new();
@@ -370,10 +571,9 @@ impl Subscriber {
                 None => match chain.from[t] {
                     // The server resolves `LATEST` in the same synchronous call, so this reads
                     // the same head it will.
-                    SubFrom::Latest => (
-                        SubFrom::Latest,
-                        self.head(&conn.db, target).map_or(0, |h| h + 1),
-                    ),
+                    SubFrom::Latest => {
+                        (SubFrom::Latest, self.head(db, target).map_or(0, |h| h + 1))
+                    }
                     SubFrom::At(position) => (SubFrom::At(position), position),
                 },
             };
@@ -408,9 +608,10 @@ impl Subscriber {
             resumed,
             recorded,
         );
-        match conn.subscriptions.subscribe(requested, Some(chain.window)) {
+        match subscriptions.subscribe(requested, Some(chain.window)) {
             Ok(id) => {
                 conn.chains_by_id.insert(id, i);
+                let open_start = vec![None; starts.len()];
                 chain.live = Some(Live {
                     record,
                     id,
@@ -418,6 +619,7 @@ impl Subscriber {
                     delivered: 0,
                     unacked: VecDeque::new(),
                     ack_due_ns: None,
+                    open_start,
                 });
             }
             Err(err) => {
@@ -431,12 +633,129 @@ impl Subscriber {
                 chain.retry_at_ns = now + RETRY_AFTER_FAILURE_NS;
             }
         }
+        true
     }
 
-    fn receive(&mut self, chains: &mut [Chain], conn: &mut Connection, received: Received) {
+    /// [`Subscriber::subscribe`] over RESP: `ESUB`/`EPSUB`, then the record. A `FROM LATEST`
+    /// start is the head + 1 the server read while executing the request, somewhere between the
+    /// heads before the request and after the reply; when those differ the record takes the
+    /// later one until the first delivery shows which it was ([`Live::open_start`]). Nothing
+    /// is recorded if the connection is lost before the reply: whatever the server made died
+    /// with the connection, unseen.
+    async fn subscribe_resp(
+        &self,
+        chains: &mut [Chain],
+        i: usize,
+        conn: &mut Connection,
+        now: u64,
+    ) -> bool {
+        let Link::Resp(link) = &mut conn.link else {
+            unreachable!("called for RESP links only")
+        };
+        let Some((_, limit)) = &self.resp else {
+            unreachable!("a RESP link comes from a RESP subscriber")
+        };
+        let chain = &mut chains[i];
+        let heads = |subscriber: &Subscriber| -> Vec<u64> {
+            let db = subscriber.slot.db();
+            chain
+                .targets
+                .iter()
+                .map(|&t| {
+                    db.as_ref()
+                        .and_then(|db| subscriber.head(db, t))
+                        .map_or(0, |h| h + 1)
+                })
+                .collect()
+        };
+        let before = heads(self);
+        let from: Vec<SubFrom> = (0..chain.targets.len())
+            .map(|t| match chain.resume[t] {
+                Some(position) => SubFrom::At(position),
+                None => chain.from[t],
+            })
+            .collect();
+        let request = command::subscribe(
+            &chain.targets,
+            &from,
+            chain.window,
+            &self.streams,
+            self.partition_count,
+        );
+        let exchange = timeout(&self.env, *limit, link.call(&request))
+            .await
+            .unwrap_or(Exchange::TimedOut);
+        let reply = match exchange {
+            Exchange::Reply(reply) => reply,
+            _ => return false,
+        };
+        let after = heads(self);
+        let mut open_start = vec![None; chain.targets.len()];
+        let mut recorded = Vec::new();
+        for (t, &target) in chain.targets.iter().enumerate() {
+            let start = match from[t] {
+                SubFrom::At(position) => position,
+                SubFrom::Latest if before[t] == after[t] => before[t],
+                SubFrom::Latest => {
+                    open_start[t] = Some((before[t], after[t]));
+                    after[t]
+                }
+            };
+            chain.resume[t] = Some(start);
+            recorded.push(SubscribedTarget {
+                target,
+                from: from[t],
+                start,
+            });
+        }
+        let resumed = chain.subscribed_once;
+        chain.subscribed_once = true;
+        let starts: Vec<u64> = recorded.iter().map(|t| t.start).collect();
+        let record = self.log.subscribe(
+            now,
+            self.index,
+            i as u32,
+            self.slot.id,
+            chain.window,
+            resumed,
+            recorded,
+        );
+        let id = reply
+            .as_str()
+            .filter(|_| matches!(reply, net::Frame::SimpleString(_)))
+            .and_then(|id| Uuid::parse_str(id).ok());
+        match id {
+            Some(id) => {
+                conn.chains_by_id.insert(id, i);
+                chain.live = Some(Live {
+                    record,
+                    id,
+                    next: starts,
+                    delivered: 0,
+                    unacked: VecDeque::new(),
+                    ack_due_ns: None,
+                    open_start,
+                });
+            }
+            None => {
+                let now = self.now();
+                self.log.end_subscription(
+                    record,
+                    now,
+                    SubscriptionEnd::Refused {
+                        reason: reply::render(&reply),
+                    },
+                );
+                chain.retry_at_ns = now + RETRY_AFTER_FAILURE_NS;
+            }
+        }
+        true
+    }
+
+    fn receive(&mut self, chains: &mut [Chain], conn: &mut Connection, incoming: Incoming) {
         let now = self.now();
-        match received {
-            Received::Message {
+        match incoming {
+            Incoming::Message {
                 subscription,
                 cursor,
                 event,
@@ -444,7 +763,6 @@ impl Subscriber {
                 let Some(&i) = conn.chains_by_id.get(&subscription) else {
                     return;
                 };
-                let event = seen(&event);
                 let (delay, stall, stall_for) = {
                     let sub = &self.plan.subscribers;
                     (sub.ack_delay_mean_ns, sub.stall, sub.stall_for_ns)
@@ -466,6 +784,14 @@ impl Subscriber {
                     .and_then(|t| chain.targets[t].position_of(&event))
                     .unwrap_or(0);
                 if let Some(t) = target {
+                    // The first delivery of an open `FROM LATEST` start shows where it was;
+                    // one outside the possible range stays a violation of the recorded start.
+                    if let Some((low, high)) = live.open_start[t].take()
+                        && (low..high).contains(&position)
+                    {
+                        self.log.resolve_start(live.record, t, position, now);
+                        chain.resume[t] = Some(position);
+                    }
                     live.next[t] = position + 1;
                 }
                 live.delivered = cursor + 1;
@@ -481,10 +807,10 @@ impl Subscriber {
                     },
                 );
             }
-            Received::Failed {
+            Incoming::Failed {
                 subscription,
-                error,
-                ..
+                class,
+                reason,
             } => {
                 let Some(i) = conn.chains_by_id.remove(&subscription) else {
                     return;
@@ -493,10 +819,7 @@ impl Subscriber {
                     self.log.end_subscription(
                         live.record,
                         now,
-                        SubscriptionEnd::Failed {
-                            class: ErrorClass::of(&error),
-                            reason: error.to_string(),
-                        },
+                        SubscriptionEnd::Failed { class, reason },
                     );
                 }
                 chains[i].retry_at_ns = now + RETRY_AFTER_FAILURE_NS;
@@ -504,8 +827,15 @@ impl Subscriber {
         }
     }
 
-    /// Sends the acknowledgements that are due (all of them while finishing).
-    fn ack_due(&self, chains: &mut [Chain], conn: &mut Connection, now: u64, finishing: bool) {
+    /// Sends the acknowledgements that are due (all of them while finishing); false if the
+    /// connection was lost on the way (RESP).
+    async fn ack_due(
+        &self,
+        chains: &mut [Chain],
+        conn: &mut Connection,
+        now: u64,
+        finishing: bool,
+    ) -> bool {
         for chain in chains.iter_mut() {
             let Some(live) = chain.live.as_mut() else {
                 continue;
@@ -516,7 +846,34 @@ impl Subscriber {
                 continue;
             }
             let cursor = live.delivered - 1;
-            let accepted = conn.subscriptions.ack(live.id, cursor).is_ok();
+            let accepted = match &mut conn.link {
+                Link::Api { subscriptions, .. } => subscriptions.ack(live.id, cursor).is_ok(),
+                Link::Resp(link) => {
+                    let Some((_, limit)) = &self.resp else {
+                        unreachable!("a RESP link comes from a RESP subscriber")
+                    };
+                    let exchange =
+                        timeout(&self.env, *limit, link.call(&command::ack(live.id, cursor)))
+                            .await
+                            .unwrap_or(Exchange::TimedOut);
+                    match exchange {
+                        Exchange::Reply(net::Frame::SimpleString(ok)) if &ok[..] == b"OK" => true,
+                        // The subscription already stopped on the server (its error push is on
+                        // the way): nothing was acknowledged, nothing to record.
+                        Exchange::Reply(net::Frame::SimpleError(e))
+                            if e.starts_with(b"NOTFOUND") =>
+                        {
+                            live.ack_due_ns = None;
+                            continue;
+                        }
+                        Exchange::Reply(_) => false,
+                        // Whether the server took it is unknown, and the connection (with the
+                        // subscription) is gone: not recorded, so the resumption starts from
+                        // the last acknowledgement known to be taken.
+                        _ => return false,
+                    }
+                }
+            };
             self.log.ack(
                 live.record,
                 Acked {
@@ -537,6 +894,7 @@ impl Subscriber {
             }
             live.ack_due_ns = None;
         }
+        true
     }
 
     /// The heads of every target, per chain, if every chain is subscribed and has been
@@ -546,8 +904,9 @@ impl Subscriber {
         for chain in chains {
             let live = chain.live.as_ref()?;
             let mut heads = Vec::new();
+            let db = self.store(conn)?;
             for (t, &target) in chain.targets.iter().enumerate() {
-                let head = self.head(&conn.db, target);
+                let head = self.head(&db, target);
                 if head.is_some_and(|h| live.next[t] <= h) {
                     return None;
                 }

@@ -3,8 +3,10 @@
 //! every kind, against hot streams or many streams.
 //!
 //! Each client is one task on its own executor node (so crashing a server node never kills
-//! it), with its own seeded generator, and talks to one server node through its
-//! [`NodeSlot`]. It keeps a belief of each stream's version from what it saw, which goes stale
+//! it), with its own seeded generator, and talks to one server node: through its
+//! [`NodeSlot`] (calls on the node's `Db`), or with `transport = "resp"` through a
+//! [`RespLink`] to the node's RESP3 server, the same operations as requests whose replies map
+//! onto the same outcomes ([`crate::resp`]). It keeps a belief of each stream's version from what it saw, which goes stale
 //! when other clients append: stale `exact` expectations are how contention is exercised.
 //! Every operation goes into the [`HistoryLog`] as an invocation and a completion.
 
@@ -24,6 +26,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::history::{Eid, Expected, HistoryLog, Input, Output, SeenEvent, SentEvent, StreamRef};
 use crate::node::{NodeSlot, timeout};
+use crate::resp::{RespLink, command, reply};
 use crate::rt::SimEnv;
 use crate::scenario::quantity::uniform;
 use crate::scenario::{OpKind, WorkloadPlan};
@@ -159,7 +162,12 @@ struct Planned {
 pub struct Client {
     pub index: u32,
     pub env: SimEnv,
+    /// The node it talks to. With `resp` set, only for its id and its wall clock (event
+    /// timestamps are the node's, as a server would stamp them, but the client sends them).
     pub slot: Arc<NodeSlot>,
+    /// The RESP3 link to the node's server (`transport = "resp"`); `None`: calls on the node's
+    /// `Db`.
+    pub resp: Option<RespLink>,
     pub streams: Arc<Streams>,
     pub plan: Arc<WorkloadPlan>,
     pub log: HistoryLog,
@@ -497,49 +505,53 @@ impl Client {
         };
         let node = self.slot.id;
         let op = self.log.invoke(self.now(), self.index, node, kind, input);
-        let out = match self.slot.db() {
-            None => Output::NodeDown,
-            Some(db) => {
-                let limit = Duration::from_nanos(self.plan.timeout_ns);
-                match timeout(&self.env, limit, db.append(planned.txn.clone())).await {
+        let limit = Duration::from_nanos(self.plan.timeout_ns);
+        let out = if let Some(link) = &mut self.resp {
+            append_resp(link, &planned.txn, limit).await
+        } else {
+            match self.slot.db() {
+                None => Output::NodeDown,
+                Some(db) => match timeout(&self.env, limit, db.append(planned.txn.clone())).await {
                     None => Output::TimedOut,
-                    Some(Ok(outcome)) => Output::Appended {
-                        already_stored: outcome.already_stored,
-                        partition: outcome.partition_id.0,
-                        positions: outcome
-                            .events
-                            .iter()
-                            .map(|e| {
-                                (
-                                    Eid::from_uuid(e.event_id.0),
-                                    e.stream_version.0,
-                                    e.partition_sequence.0,
-                                )
-                            })
-                            .collect(),
-                    },
-                    Some(Err(err)) => Output::of_append_error(&err),
-                }
+                    Some(result) => Output::of_append(result),
+                },
             }
         };
         self.log.complete(op, self.now(), out.clone());
         out
     }
 
-    /// A read: waits the disk's latency, then runs `read` on the node's store if it is up.
+    /// A read: waits the disk's latency, then runs `read` on the node's store if it is up; or,
+    /// over RESP, sends the request `input` describes (the server reads at once: its store's
+    /// reads are synchronous).
     async fn read(
         &mut self,
         kind: OpKind,
         input: Input,
         read: impl FnOnce(&db::Db<disk::SimDisk>) -> Output,
     ) -> Output {
+        let request = self
+            .resp
+            .as_ref()
+            .map(|_| (command::read(&input, &self.streams), input.clone()));
         let op = self
             .log
             .invoke(self.now(), self.index, self.slot.id, kind, input);
-        self.env.sleep(self.slot.io_delay()).await;
-        let out = match self.slot.db() {
-            None => Output::NodeDown,
-            Some(db) => read(&db),
+        let out = match (&mut self.resp, request) {
+            (Some(link), Some((request, input))) => {
+                let limit = Duration::from_nanos(self.plan.timeout_ns);
+                match link.request(&request, limit).await.failure() {
+                    Ok(frame) => reply::read(&input, &frame),
+                    Err(out) => out,
+                }
+            }
+            _ => {
+                self.env.sleep(self.slot.io_delay()).await;
+                match self.slot.db() {
+                    None => Output::NodeDown,
+                    Some(db) => read(&db),
+                }
+            }
         };
         self.log.complete(op, self.now(), out.clone());
         out
@@ -667,11 +679,20 @@ impl Client {
     }
 }
 
-/// The liveness probe: appends to the node's probe stream until one succeeds or `within`
-/// passes. Returns how long it took and how many attempts it made.
+/// An append over RESP: the request the transaction makes, its reply as an outcome.
+async fn append_resp(link: &mut RespLink, txn: &Transaction, limit: Duration) -> Output {
+    match link.request(&command::append(txn), limit).await.failure() {
+        Ok(frame) => reply::append(&frame),
+        Err(out) => out,
+    }
+}
+
+/// The liveness probe: appends to the node's probe stream (through `resp` if given) until one
+/// succeeds or `within` passes. Returns how long it took and how many attempts it made.
 pub async fn probe(
     env: SimEnv,
     slot: Arc<NodeSlot>,
+    mut resp: Option<RespLink>,
     streams: Arc<Streams>,
     log: HistoryLog,
     client: u32,
@@ -713,27 +734,17 @@ pub async fn probe(
             events: vec![sent],
         };
         let op = log.invoke(env.now().0, client, slot.id, OpKind::Probe, input);
-        let out = match slot.db() {
-            None => Output::NodeDown,
-            Some(db) => match timeout(&env, Duration::from_secs(1), db.append(txn)).await {
-                None => Output::TimedOut,
-                Some(Ok(outcome)) => Output::Appended {
-                    already_stored: outcome.already_stored,
-                    partition: outcome.partition_id.0,
-                    positions: outcome
-                        .events
-                        .iter()
-                        .map(|e| {
-                            (
-                                Eid::from_uuid(e.event_id.0),
-                                e.stream_version.0,
-                                e.partition_sequence.0,
-                            )
-                        })
-                        .collect(),
+        let limit = Duration::from_secs(1);
+        let out = if let Some(link) = &mut resp {
+            append_resp(link, &txn, limit).await
+        } else {
+            match slot.db() {
+                None => Output::NodeDown,
+                Some(db) => match timeout(&env, limit, db.append(txn)).await {
+                    None => Output::TimedOut,
+                    Some(result) => Output::of_append(result),
                 },
-                Some(Err(err)) => Output::of_append_error(&err),
-            },
+            }
         };
         let ok = matches!(out, Output::Appended { .. });
         log.complete(op, env.now().0, out);

@@ -19,6 +19,16 @@
 //!
 //! The checkers then run over the history and the snapshot ([`crate::check`]).
 //!
+//! # Over RESP
+//!
+//! With `transport = "resp"` the world also owns the client network ([`SimNetwork`]): every
+//! time a node's store opens, its RESP3 server (`db::server::serve`) starts on the node's
+//! executor node, listening on [`node_addr`]; clients, subscribers and probes connect to it
+//! from their own hosts ([`Host`]). The nemesis applies the network's schedule entries (cuts,
+//! heals, resets), healing mends every cut and stops resets on write, and after the snapshot
+//! the server's transaction ids are renamed to the clients' for the checkers
+//! ([`crate::resp::relabel_transactions`]).
+//!
 //! # Restarts
 //!
 //! A crash drops the node's tasks (`Sim::crash_node`: its group-commit writers die mid-wait),
@@ -41,9 +51,11 @@ use disk::{FaultCounts, SimDisk};
 
 use crate::check::{self, CheckInput, CheckResult, Violation};
 use crate::history::{ErrorClass, History, HistoryLog, Probe, Recovery};
+use crate::net::SimNetwork;
 use crate::node::{NodeEnv, NodeSlot};
+use crate::resp::{Host, RespLink, node_addr};
 use crate::rt::{Sim, SimEnv};
-use crate::scenario::{Derived, FaultAction, Scenario};
+use crate::scenario::{Derived, FaultAction, Peer, Scenario, Transport};
 use crate::seeds;
 use crate::snapshot::{NodeState, Snapshot, read_node};
 use crate::subscriber::Subscriber;
@@ -60,6 +72,8 @@ const CLIENT_NODE_BASE: u32 = 1000;
 const PROBE_NODE_BASE: u32 = 2000;
 /// Executor nodes of subscribers start here.
 const SUBSCRIBER_NODE_BASE: u32 = 3000;
+/// The executor node whose clock times the client network's delays (it never crashes).
+const NETWORK_NODE: u32 = 4000;
 /// Extra time the world gives subscribers beyond their own catch-up bound before it stops them.
 const SUBSCRIBER_GRACE: Duration = Duration::from_secs(1);
 /// Where each node keeps its store on its disk.
@@ -82,6 +96,8 @@ pub struct RunReport {
     pub disk_faults: FaultCounts,
     /// Faults the nemesis applied, by kind (including power cuts that fired).
     pub nemesis: BTreeMap<&'static str, u64>,
+    /// What the client network injected (`transport = "resp"` only).
+    pub net_faults: Option<crate::net::FaultCounts>,
     pub sim_ns: u64,
     pub steps: u64,
     /// The trace hash: every history line and the executor's own hash.
@@ -119,20 +135,24 @@ impl RunReport {
         out
     }
 
-    /// Events acknowledged by fresh (not repeated) appends.
+    /// Events acknowledged by fresh (not repeated) appends, each counted once: over RESP a
+    /// retry answered "already stored" looks like a fresh acknowledgement (the reply is the
+    /// same byte for byte), so events are counted by id.
     pub fn events_acknowledged(&self) -> u64 {
-        self.history
-            .ops
-            .iter()
-            .filter_map(|op| match &op.output {
-                Some(crate::history::Output::Appended {
-                    already_stored: false,
-                    positions,
-                    ..
-                }) => Some(positions.len() as u64),
-                _ => None,
-            })
-            .sum()
+        let mut acknowledged = std::collections::BTreeSet::new();
+        for op in &self.history.ops {
+            if let Some(crate::history::Output::Appended {
+                already_stored: false,
+                positions,
+                ..
+            }) = &op.output
+            {
+                for (id, _, _) in positions {
+                    acknowledged.insert((op.node, *id));
+                }
+            }
+        }
+        acknowledged.len() as u64
     }
 
     pub fn checks_evaluated(&self) -> u64 {
@@ -193,6 +213,8 @@ struct World {
     streams: Arc<Streams>,
     root: PathBuf,
     nemesis: BTreeMap<&'static str, u64>,
+    /// The client network, with `transport = "resp"`: each node's server listens on it.
+    net: Option<SimNetwork>,
 }
 
 /// Runs `scenario` with `seed`.
@@ -232,6 +254,14 @@ pub fn run_derived(derived: Derived, options: &RunOptions) -> RunReport {
             }
         })
         .collect();
+    // Only a RESP run has a network, so `Db`-level runs draw and schedule as they always did.
+    let net = (derived.network.transport == Transport::Resp).then(|| {
+        SimNetwork::new(
+            sim.env_for_node(NETWORK_NODE),
+            seed,
+            derived.network.net_config(),
+        )
+    });
     let world = World {
         sim,
         derived,
@@ -240,6 +270,7 @@ pub fn run_derived(derived: Derived, options: &RunOptions) -> RunReport {
         streams,
         root: PathBuf::from(ROOT),
         nemesis: BTreeMap::new(),
+        net,
     };
     world.run()
 }
@@ -364,9 +395,17 @@ impl World {
         for node in &self.nodes {
             add_counts(&mut disk_faults, &node.disk.fault_counts());
         }
+        let net_faults = self.net.as_ref().map(SimNetwork::faults);
+        if let Some(counts) = &net_faults {
+            self.log.lock().trace.record(&NetFaultsLine::new(counts));
+        }
         let mut history = self.log.take();
         let trace_hash = history.trace.finish(self.sim.trace_hash());
         let trace_lines = history.trace.take_lines();
+        let mut snapshot = snapshot;
+        if self.net.is_some() {
+            crate::resp::relabel_transactions(&mut history, &mut snapshot);
+        }
         let checks = check::run_all(&CheckInput {
             derived: &self.derived,
             history: &history,
@@ -381,6 +420,7 @@ impl World {
             checks,
             disk_faults,
             nemesis: self.nemesis.clone(),
+            net_faults,
             sim_ns: self.now(),
             steps: self.sim.steps(),
             trace_hash,
@@ -395,10 +435,15 @@ impl World {
         for index in 0..self.derived.workload.clients {
             let env = self.sim.env_for_node(CLIENT_NODE_BASE + index);
             let node = index % self.derived.nodes;
+            let resp = self
+                .net
+                .as_ref()
+                .map(|net| RespLink::new(net.clone(), env.clone(), Host::Client(index), node));
             let client = Client {
                 index,
                 env: env.clone(),
                 slot: self.nodes[node as usize].slot.clone(),
+                resp,
                 streams: self.streams.clone(),
                 plan: plan.clone(),
                 log: self.log.clone(),
@@ -429,6 +474,10 @@ impl World {
                 within_ns: self.derived.check.liveness_within_ns,
                 rng: seeds::rng(self.derived.seed, "subscriber", u64::from(index)),
                 alive: alive.clone(),
+                resp: self.net.as_ref().map(|net| {
+                    let limit = Duration::from_nanos(self.derived.workload.timeout_ns);
+                    (net.clone(), limit)
+                }),
             };
             alive.fetch_add(1, Ordering::SeqCst);
             db::env::Env::spawn(&env, "subscriber", Box::pin(subscriber.run()));
@@ -444,6 +493,9 @@ impl World {
         let (ok, recovery) = match result {
             Ok((db, report)) => {
                 let broken_claims = check_claims(&node.disk, &self.root, &report);
+                if let Some(net) = &self.net {
+                    serve_on(net, n, &env, db.clone());
+                }
                 node.slot.set_db(Some(db));
                 node.restart_at = None;
                 node.last_error = None;
@@ -561,11 +613,69 @@ impl World {
                     self.count("corrupt_missed");
                 }
             }
+            FaultAction::NetPartition {
+                node,
+                peer,
+                direction,
+            } => {
+                if let Some(net) = &self.net {
+                    for host in self.hosts_of(node, peer) {
+                        net.partition_link(host.ip(), node_addr(node), direction);
+                    }
+                }
+            }
+            FaultAction::NetHeal { node, peer } => {
+                if let Some(net) = &self.net {
+                    for host in self.hosts_of(node, peer) {
+                        net.heal_link(host.ip(), node_addr(node));
+                    }
+                }
+            }
+            FaultAction::NetReset { node, peer } => {
+                if let Some(net) = &self.net {
+                    let hosts = self.hosts_of(node, peer);
+                    let reset: usize = hosts
+                        .iter()
+                        .map(|host| net.reset_link(host.ip(), node_addr(node)))
+                        .sum();
+                    if reset == 0 {
+                        self.count("net_reset_idle");
+                    }
+                }
+            }
+        }
+    }
+
+    /// The client hosts a network fault on `node` touches: one client or subscriber, or every
+    /// one of the node's (those that exist: a shrunk run may have fewer).
+    fn hosts_of(&self, node: u32, peer: Peer) -> Vec<Host> {
+        let nodes = self.derived.nodes;
+        let (clients, subscribers) = (
+            self.derived.workload.clients,
+            self.derived.workload.subscribers.count,
+        );
+        match peer {
+            Peer::Client(c) if c < clients => vec![Host::Client(c)],
+            Peer::Subscriber(s) if s < subscribers => vec![Host::Subscriber(s)],
+            Peer::Client(_) | Peer::Subscriber(_) => Vec::new(),
+            Peer::All => (0..clients)
+                .filter(|c| c % nodes == node)
+                .map(Host::Client)
+                .chain(
+                    (0..subscribers)
+                        .filter(|s| s % nodes == node)
+                        .map(Host::Subscriber),
+                )
+                .collect(),
         }
     }
 
     /// Every fault stops; down nodes start again.
     fn heal_faults(&mut self) {
+        if let Some(net) = &self.net {
+            net.heal_everything();
+            net.set_config(self.derived.network.healed_config());
+        }
         for n in 0..self.derived.nodes {
             let node = &self.nodes[n as usize];
             node.disk.disarm();
@@ -599,14 +709,18 @@ impl World {
                 self.streams.clone(),
                 self.log.clone(),
             );
+            let resp = self
+                .net
+                .as_ref()
+                .map(|net| RespLink::new(net.clone(), env.clone(), Host::Probe(n), n));
             let results = results.clone();
             let task_env = env.clone();
             db::env::Env::spawn(
                 &env,
                 "probe",
                 Box::pin(async move {
-                    let result =
-                        probe(task_env, slot, streams, log, PROBE_NODE_BASE + n, within).await;
+                    let client = PROBE_NODE_BASE + n;
+                    let result = probe(task_env, slot, resp, streams, log, client, within).await;
                     results.lock().expect("probe results").insert(n, result);
                 }),
             );
@@ -635,6 +749,56 @@ impl World {
         // Probes that gave up leave nothing behind; kill any stragglers.
         for n in 0..self.derived.nodes {
             self.sim.crash_node(PROBE_NODE_BASE + n);
+        }
+    }
+}
+
+/// Binds node `n`'s address and serves it with the real RESP3 server on the node's executor
+/// node, so a crash of the node ends the server, its connections and its subscriptions.
+fn serve_on(net: &SimNetwork, n: u32, env: &NodeEnv, db: Db<SimDisk>) {
+    // The listener of the previous incarnation died with its task, so the address is free.
+    let listener = net
+        .bind(node_addr(n))
+        .expect("a node's address is free once its last server died");
+    let config = db::server::ServerConfig {
+        peer_id: format!("n{n}"),
+        ..db::server::ServerConfig::default()
+    };
+    let task_env = env.clone();
+    db::env::Env::spawn(
+        env,
+        "serve",
+        Box::pin(async move {
+            // Only a crash stops it (the task is dropped), as `kill -9` stops a server.
+            let _ = db::server::serve(listener, task_env, db, config, std::future::pending()).await;
+        }),
+    );
+}
+
+/// The trace line of what the client network injected.
+#[derive(serde::Serialize)]
+struct NetFaultsLine {
+    e: &'static str,
+    split_reads: u64,
+    split_writes: u64,
+    delayed_writes: u64,
+    resets: u64,
+    write_resets: u64,
+    partitions: u64,
+    refused_connects: u64,
+}
+
+impl NetFaultsLine {
+    fn new(c: &crate::net::FaultCounts) -> NetFaultsLine {
+        NetFaultsLine {
+            e: "net_faults",
+            split_reads: c.split_reads,
+            split_writes: c.split_writes,
+            delayed_writes: c.delayed_writes,
+            resets: c.resets,
+            write_resets: c.write_resets,
+            partitions: c.partitions,
+            refused_connects: c.refused_connects,
         }
     }
 }

@@ -5,7 +5,7 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,7 +16,7 @@ use db::server::{ServerConfig, serve};
 use db::{Db, StoreConfig};
 use disk::SimDisk;
 use net::{Frame, Limits, Listener, Protocol};
-use sim::net::{DelayRange, NetConfig, SimNetwork, SimStream};
+use sim::net::{DelayRange, Direction, NetConfig, SimNetwork, SimStream};
 use sim::rt::{Sim, SimEnv};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
@@ -428,6 +428,138 @@ fn delays_hold_bytes_for_virtual_time_only() {
     });
     assert_eq!(arrived, Instant(6_000_000));
     assert_eq!(net.faults().delayed_writes, 1);
+}
+
+#[test]
+fn a_one_way_cut_lets_requests_through_and_holds_replies_until_healed() {
+    let mut sim = Sim::new(9);
+    let net = SimNetwork::new(sim.env(), 9, NetConfig::default());
+    let mut listener = net.bind(SERVER).unwrap();
+    let (cut, other) = (
+        IpAddr::V4(Ipv4Addr::new(10, 1, 0, 7)),
+        IpAddr::V4(Ipv4Addr::new(10, 1, 0, 8)),
+    );
+    let mut client = net.connect_from(cut, SERVER).unwrap();
+    assert_eq!(client.local_addr().ip(), cut);
+    let (mut server, peer, _listener) = sim.block_on(async move {
+        let (server, peer) = listener.accept().await.unwrap();
+        (server, peer, listener)
+    });
+    assert_eq!(peer.ip(), cut);
+
+    net.partition_link(cut, SERVER, Direction::ToClient);
+    assert_eq!(
+        net.connect_from(cut, SERVER).unwrap_err().kind(),
+        io::ErrorKind::ConnectionRefused,
+        "a handshake needs both ways"
+    );
+    let _unaffected = net
+        .connect_from(other, SERVER)
+        .expect("another host still connects");
+    let request = sim.block_on(async move {
+        client.write_all(b"request").await.unwrap();
+        let mut buf = [0; 7];
+        server.read_exact(&mut buf).await.unwrap();
+        server.write_all(b"reply").await.unwrap();
+        (buf, client)
+    });
+    assert_eq!(&request.0, b"request", "the request got through");
+    let mut client = request.1;
+    let got: Arc<Mutex<Vec<u8>>> = Arc::default();
+    let into = got.clone();
+    sim.spawn("reader", async move {
+        let mut buf = [0; 5];
+        client.read_exact(&mut buf).await.unwrap();
+        into.lock().unwrap().extend_from_slice(&buf);
+    });
+    sim.run_for(Duration::from_secs(30));
+    assert!(got.lock().unwrap().is_empty(), "the reply stalls");
+
+    net.heal_link(cut, SERVER);
+    sim.run_until_idle();
+    assert_eq!(*got.lock().unwrap(), b"reply", "delivered on heal");
+    let faults = net.faults();
+    assert_eq!((faults.partitions, faults.refused_connects), (1, 1));
+    assert!(net.connect_from(cut, SERVER).is_ok());
+    assert_eq!(
+        net.reset_link(cut, SERVER),
+        1,
+        "only the new connection is open"
+    );
+}
+
+#[test]
+fn resets_on_write_fail_the_write_and_the_peer() {
+    let mut sim = Sim::new(10);
+    let config = NetConfig {
+        reset_on_write: 1.0,
+        ..NetConfig::no_faults()
+    };
+    let net = SimNetwork::new(sim.env(), 10, config);
+    let mut listener = net.bind(SERVER).unwrap();
+    let client_net = net.clone();
+    let kinds = sim.block_on(async move {
+        let mut client = client_net.connect(SERVER).unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
+        let write = client.write_all(b"lost").await.unwrap_err().kind();
+        let read = server.read(&mut [0; 4]).await.unwrap_err().kind();
+        (write, read)
+    });
+    assert_eq!(
+        kinds,
+        (
+            io::ErrorKind::ConnectionReset,
+            io::ErrorKind::ConnectionReset
+        )
+    );
+    let faults = net.faults();
+    assert_eq!((faults.resets, faults.write_resets), (1, 1));
+
+    // Switched off, writes go through again.
+    net.set_config(NetConfig::no_faults());
+    let mut listener = net.bind(SocketAddr::new(SERVER.ip(), 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let client_net = net.clone();
+    sim.block_on(async move {
+        let mut client = client_net.connect(addr).unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
+        client.write_all(b"kept").await.unwrap();
+        let mut buf = [0; 4];
+        server.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"kept");
+    });
+}
+
+#[test]
+fn the_split_chance_bounds_how_many_reads_are_cut() {
+    let splits = |chance: f64| {
+        let mut sim = Sim::new(12);
+        let config = NetConfig {
+            split_chance: chance,
+            ..NetConfig::default()
+        };
+        let net = SimNetwork::new(sim.env(), 12, config);
+        let mut listener = net.bind(SERVER).unwrap();
+        let (env, client_net) = (sim.env(), net.clone());
+        sim.block_on(async move {
+            let mut client = client_net.connect(SERVER).unwrap();
+            let (mut server, _) = listener.accept().await.unwrap();
+            write_in_pieces(&env, &mut client, &pattern_bytes(4, EXCHANGE_BYTES)).await;
+            client.shutdown().await.unwrap();
+            let (data, _) = read_to_end(&env, &mut server).await;
+            assert!(data == pattern_bytes(4, EXCHANGE_BYTES), "bytes intact");
+        });
+        let faults = net.faults();
+        faults.split_reads + faults.split_writes
+    };
+    assert_eq!(splits(0.0), 0, "never cut");
+    assert!(
+        splits(1.0) > splits(0.2),
+        "{} vs {}",
+        splits(1.0),
+        splits(0.2)
+    );
+    assert!(splits(0.2) > 0);
 }
 
 // ------------------------------------------------------------------ the real server

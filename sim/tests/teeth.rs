@@ -1,6 +1,7 @@
 //! Teeth: with each of the store's planted bugs switched on, a soak over every scenario must
 //! report a violation within 200 seeds. This is a test of the simulator, not of the store:
-//! a checker that stops catching its bug fails here.
+//! a checker that stops catching its bug fails here. The bugs a client can see must also be
+//! caught when the workload goes through the RESP server over the simulated network.
 //!
 //! Run with `cargo test -p sierradb-sim --features planted-bugs --test teeth`. The bug switch
 //! is process-wide, so the tests take turns (one lock) and this file is its own test binary.
@@ -10,6 +11,7 @@
 use std::path::Path;
 use std::sync::Mutex;
 
+use sim::scenario::Transport;
 use sim::soak::{SoakPlan, Verdict, soak};
 use sim::{RunOptions, Scenario};
 
@@ -23,15 +25,28 @@ fn scenarios() -> Vec<Scenario> {
     Scenario::load_dir(&dir).expect("scenarios load")
 }
 
+/// The scenarios whose clients and subscribers speak RESP3 to the server.
+fn resp_scenarios() -> Vec<Scenario> {
+    let resp: Vec<Scenario> = scenarios()
+        .into_iter()
+        .filter(|s| s.network.transport == Transport::Resp)
+        .collect();
+    assert!(resp.len() >= 3, "{} RESP scenarios", resp.len());
+    resp
+}
+
 /// Seeds run until the first violation (1-based), or `None` if none of `SEEDS` caught it.
 fn seeds_to_detection(bug: &str) -> Option<u64> {
+    seeds_to_detection_in(bug, &scenarios(), SEEDS)
+}
+
+fn seeds_to_detection_in(bug: &str, scenarios: &[Scenario], seeds: u64) -> Option<u64> {
     let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
     sim::planted::plant(Some(bug)).expect("bug is compiled in");
-    let scenarios = scenarios();
     let plan = SoakPlan {
-        scenarios: &scenarios,
+        scenarios,
         seed_base: 0,
-        max_seeds: SEEDS,
+        max_seeds: seeds,
         jobs: 2,
         stop_on_failure: true,
     };
@@ -88,6 +103,37 @@ fn idempotency_ignores_content_is_caught() {
 #[test]
 fn subscription_skips_on_handover_is_caught() {
     assert_caught("subscription-skips-on-handover");
+}
+
+/// Over RESP, every bug a client can see is caught within this many seeds.
+const RESP_SEEDS: u64 = 40;
+
+fn assert_caught_over_resp(bug: &str) {
+    let caught = seeds_to_detection_in(bug, &resp_scenarios(), RESP_SEEDS);
+    assert!(
+        caught.is_some(),
+        "{bug} was not caught over RESP within {RESP_SEEDS} seeds"
+    );
+}
+
+#[test]
+fn ack_before_sync_is_caught_over_resp() {
+    assert_caught_over_resp("ack-before-sync");
+}
+
+#[test]
+fn idempotency_ignores_content_is_caught_over_resp() {
+    assert_caught_over_resp("idempotency-ignores-content");
+}
+
+#[test]
+fn version_check_off_by_one_is_caught_over_resp() {
+    assert_caught_over_resp("version-check-off-by-one");
+}
+
+#[test]
+fn subscription_skips_on_handover_is_caught_over_resp() {
+    assert_caught_over_resp("subscription-skips-on-handover");
 }
 
 #[test]

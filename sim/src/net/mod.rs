@@ -39,6 +39,14 @@
 //!   fill the buffers, and on heal everything queued arrives, in order, with nothing lost.
 //!   That is TCP retransmitting through a partition shorter than its timeout; to model a
 //!   longer one, follow the partition with [`SimNetwork::reset_addr`].
+//! - **Link partitions** ([`SimNetwork::partition_link`] until [`SimNetwork::heal_link`]): the
+//!   same, for the connections of one client host ([`SimNetwork::connect_from`]) to one
+//!   listener, in one [`Direction`] or both. A one-way cut towards the client is the case
+//!   that matters for request/reply protocols: requests arrive and are executed, their replies
+//!   stall (TCP delivers the data whose acknowledgements are lost; the other way stalls).
+//!   Connects over a cut link are refused whatever its direction (the handshake needs both).
+//! - **Resets on write** ([`NetConfig::reset_on_write`]): a write resets its connection instead
+//!   of sending, with this probability, so a reply can be lost after its request took effect.
 //!
 //! [`SimNetwork::faults`] counts each kind ([`FaultCounts`]).
 //!
@@ -85,7 +93,7 @@ pub use stream::SimStream;
 
 /// How the network behaves. [`NetConfig::default`] splits reads and writes at random and
 /// delays nothing; [`NetConfig::no_faults`] does neither.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct NetConfig {
     /// Unread bytes one direction of a connection holds before writes wait. Default 64 KiB.
     pub buffer_bytes: usize,
@@ -100,6 +108,13 @@ pub struct NetConfig {
     /// Connections one listener queues before `accept`; beyond that, connects are refused.
     /// Default 128.
     pub backlog: usize,
+    /// With `split_reads`/`split_writes` on, the chance that one read or write is cut short;
+    /// the rest go whole. Default 1 (every read and write may be cut; no draw is spent on
+    /// this chance then).
+    pub split_chance: f64,
+    /// The chance that a write resets its connection instead of sending (both ends then get
+    /// `ConnectionReset`). Default 0 (no draw is spent then).
+    pub reset_on_write: f64,
 }
 
 impl Default for NetConfig {
@@ -111,6 +126,8 @@ impl Default for NetConfig {
             to_server_delay: DelayRange::ZERO,
             to_client_delay: DelayRange::ZERO,
             backlog: 128,
+            split_chance: 1.0,
+            reset_on_write: 0.0,
         }
     }
 }
@@ -157,6 +174,30 @@ impl DelayRange {
     }
 }
 
+/// Which way a cut link stops carrying bytes (see [`SimNetwork::partition_link`]).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Client to server: requests stall.
+    ToServer,
+    /// Server to client: replies stall.
+    ToClient,
+    Both,
+}
+
+impl Direction {
+    /// Whether bytes flowing towards `side` are held back.
+    fn blocks(self, towards: Side) -> bool {
+        match self {
+            Direction::ToServer => towards == Side::Server,
+            Direction::ToClient => towards == Side::Client,
+            Direction::Both => true,
+        }
+    }
+}
+
 /// Faults the network injected so far, by kind.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FaultCounts {
@@ -166,11 +207,15 @@ pub struct FaultCounts {
     pub split_writes: u64,
     /// Writes delivered after a nonzero delay.
     pub delayed_writes: u64,
-    /// Connections reset by a fault (not by a close with unread bytes, which is ordinary TCP).
+    /// Connections reset by a fault (not by a close with unread bytes, which is ordinary TCP),
+    /// including resets on write.
     pub resets: u64,
-    /// Addresses partitioned (a partition of an address already partitioned is not counted).
+    /// Of `resets`, those a write drew ([`NetConfig::reset_on_write`]).
+    pub write_resets: u64,
+    /// Addresses and links partitioned (a partition of one already partitioned is not
+    /// counted).
     pub partitions: u64,
-    /// Connects refused because their address was partitioned.
+    /// Connects refused because their address or link was partitioned.
     pub refused_connects: u64,
 }
 
@@ -198,6 +243,8 @@ struct NetState {
     listeners: BTreeMap<SocketAddr, Backlog>,
     links: BTreeMap<ConnId, Link>,
     partitioned: BTreeSet<SocketAddr>,
+    /// Cut links: (client host, listener address) and which way they stall.
+    cut_links: BTreeMap<(IpAddr, SocketAddr), Direction>,
     next_conn: u64,
     faults: FaultCounts,
     delivery_hash: Fnv64,
@@ -238,6 +285,8 @@ impl Side {
 struct Link {
     /// The listener's address: what partitions and `reset_addr` select connections by.
     server_addr: SocketAddr,
+    /// The client's host: what link partitions and `reset_link` select connections by.
+    client_ip: IpAddr,
     pipes: [Pipe; 2],
     /// Reset, by a fault or by a close with unread bytes: every call on either end fails.
     reset: bool,
@@ -284,6 +333,7 @@ impl SimNetwork {
             listeners: BTreeMap::new(),
             links: BTreeMap::new(),
             partitioned: BTreeSet::new(),
+            cut_links: BTreeMap::new(),
             next_conn: 0,
             faults: FaultCounts::default(),
             delivery_hash: Fnv64::default(),
@@ -337,7 +387,22 @@ impl SimNetwork {
     /// `ConnectionRefused` if nothing listens on `addr`, its backlog is full, or it is
     /// partitioned.
     pub fn connect(&self, addr: SocketAddr) -> io::Result<SimStream> {
-        let (conn, client_addr, acceptor) = self.open_link(addr)?;
+        self.connect_with(None, addr)
+    }
+
+    /// [`SimNetwork::connect`] from the client host `host`: the connection's client address
+    /// is on `host`, and [`SimNetwork::partition_link`] and [`SimNetwork::reset_link`] name
+    /// the host to reach its connections.
+    ///
+    /// # Errors
+    /// As [`SimNetwork::connect`], and `ConnectionRefused` if the link from `host` to `addr`
+    /// is cut.
+    pub fn connect_from(&self, host: IpAddr, addr: SocketAddr) -> io::Result<SimStream> {
+        self.connect_with(Some(host), addr)
+    }
+
+    fn connect_with(&self, host: Option<IpAddr>, addr: SocketAddr) -> io::Result<SimStream> {
+        let (conn, client_addr, acceptor) = self.open_link(host, addr)?;
         if let Some(acceptor) = acceptor {
             acceptor.wake();
         }
@@ -351,10 +416,15 @@ impl SimNetwork {
     }
 
     /// Queues a new connection on `addr`'s listener; returns it with the acceptor to wake.
-    fn open_link(&self, addr: SocketAddr) -> io::Result<(ConnId, SocketAddr, Option<Waker>)> {
+    fn open_link(
+        &self,
+        host: Option<IpAddr>,
+        addr: SocketAddr,
+    ) -> io::Result<(ConnId, SocketAddr, Option<Waker>)> {
         let mut state = self.lock();
         let state = &mut *state;
-        if state.partitioned.contains(&addr) {
+        let cut = host.is_some_and(|host| state.cut_links.contains_key(&(host, addr)));
+        if state.partitioned.contains(&addr) || cut {
             state.faults.refused_connects += 1;
             return Err(io::ErrorKind::ConnectionRefused.into());
         }
@@ -366,7 +436,10 @@ impl SimNetwork {
         }
         let conn = ConnId(state.next_conn);
         state.next_conn += 1;
-        let client_addr = client_addr(conn);
+        let client_addr = match host {
+            Some(host) => SocketAddr::new(host, client_port(conn)),
+            None => client_addr(conn),
+        };
         backlog.pending.push_back((conn, client_addr));
         let acceptor = backlog.acceptor.take();
         let capacity = state.config.buffer_bytes;
@@ -374,6 +447,7 @@ impl SimNetwork {
             conn,
             Link {
                 server_addr: addr,
+                client_ip: client_addr.ip(),
                 pipes: [Pipe::new(capacity), Pipe::new(capacity)],
                 reset: false,
                 open: [true, true],
@@ -437,6 +511,64 @@ impl SimNetwork {
         self.lock().partitioned.contains(&addr)
     }
 
+    /// Cuts the link from client host `host` to the listener on `addr` in `direction` until
+    /// [`SimNetwork::heal_link`]: connects from `host` to `addr` are refused, and its existing
+    /// connections stop delivering bytes that flow that way (as a partition of the address
+    /// does, for that host only). Cutting a cut link again replaces its direction.
+    pub fn partition_link(&self, host: IpAddr, addr: SocketAddr, direction: Direction) {
+        // Nobody need be woken: a reader looks at the cut before it reads, and one waiting
+        // for bytes in flight looks again when they would have arrived.
+        let mut state = self.lock();
+        if state.cut_links.insert((host, addr), direction).is_none() {
+            state.faults.partitions += 1;
+        }
+    }
+
+    /// Mends the link from `host` to `addr`: connects succeed again and its stalled
+    /// connections deliver what they queued meanwhile.
+    pub fn heal_link(&self, host: IpAddr, addr: SocketAddr) {
+        let mut wake = Vec::new();
+        {
+            let mut state = self.lock();
+            let state = &mut *state;
+            if state.cut_links.remove(&(host, addr)).is_some() {
+                state
+                    .links
+                    .values_mut()
+                    .filter(|link| link.server_addr == addr && link.client_ip == host)
+                    .for_each(|link| link.take_wakers(&mut wake));
+            }
+        }
+        wake.into_iter().for_each(Waker::wake);
+    }
+
+    /// Mends every cut link and heals every partitioned address.
+    pub fn heal_everything(&self) {
+        let links: Vec<(IpAddr, SocketAddr)> = self.lock().cut_links.keys().copied().collect();
+        for (host, addr) in links {
+            self.heal_link(host, addr);
+        }
+        self.heal_all();
+    }
+
+    /// Resets every connection from client host `host` to the listener on `addr`; returns
+    /// how many.
+    pub fn reset_link(&self, host: IpAddr, addr: SocketAddr) -> usize {
+        self.reset_where(|_, link| link.server_addr == addr && link.client_ip == host)
+    }
+
+    /// The configuration now.
+    pub fn config(&self) -> NetConfig {
+        self.lock().config.clone()
+    }
+
+    /// Changes the configuration from now on: draws, delays and resets follow it at once;
+    /// connections already open keep their buffer size.
+    pub fn set_config(&self, config: NetConfig) {
+        assert!(config.buffer_bytes > 0, "buffer_bytes must be at least 1");
+        self.lock().config = config;
+    }
+
     /// Faults injected so far, by kind.
     pub fn faults(&self) -> FaultCounts {
         self.lock().faults
@@ -486,6 +618,15 @@ impl SimNetwork {
 }
 
 impl NetState {
+    /// Whether bytes of `link` flowing towards `side` are held back by a partition.
+    fn stalled(&self, link: &Link, towards: Side) -> bool {
+        self.partitioned.contains(&link.server_addr)
+            || self
+                .cut_links
+                .get(&(link.client_ip, link.server_addr))
+                .is_some_and(|direction| direction.blocks(towards))
+    }
+
     /// Marks `side` of `conn` as no longer held and forgets the link once neither end is.
     fn release(&mut self, conn: ConnId, side: Side) {
         if let Some(link) = self.links.get_mut(&conn) {
@@ -501,9 +642,31 @@ impl NetState {
 fn client_addr(conn: ConnId) -> SocketAddr {
     let ports = u64::from(u16::MAX - CLIENT_PORT_MIN) + 1;
     let host = u32::try_from(conn.0 / ports).unwrap_or(u32::MAX) & 0xffff;
-    let port = CLIENT_PORT_MIN + (conn.0 % ports) as u16;
     let ip = Ipv4Addr::from(u32::from(CLIENT_ADDR_BASE) | host);
-    SocketAddr::new(IpAddr::V4(ip), port)
+    SocketAddr::new(IpAddr::V4(ip), client_port(conn))
+}
+
+/// The client port of connection `conn` (ports repeat every 16,384 connections).
+fn client_port(conn: ConnId) -> u16 {
+    let ports = u64::from(u16::MAX - CLIENT_PORT_MIN) + 1;
+    CLIENT_PORT_MIN + (conn.0 % ports) as u16
+}
+
+/// Whether a draw of the split chance says to cut this read or write short (no draw at a
+/// chance of 1 or 0).
+fn split_drawn(config: &NetConfig, rng: &mut ChaCha8Rng) -> bool {
+    let chance = config.split_chance;
+    chance >= 1.0 || (chance > 0.0 && unit(rng) < chance)
+}
+
+/// Whether a draw says this write resets its connection (no draw at a chance of 0).
+fn reset_drawn(config: &NetConfig, rng: &mut ChaCha8Rng) -> bool {
+    config.reset_on_write > 0.0 && unit(rng) < config.reset_on_write
+}
+
+/// A uniform draw in `[0, 1)`.
+fn unit(rng: &mut ChaCha8Rng) -> f64 {
+    (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 fn nanos(duration: Duration) -> u64 {

@@ -10,7 +10,7 @@ use db::env::{BoxFuture, Env, Instant};
 use rand_chacha::ChaCha8Rng;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::{ConnId, Side, SimNetwork, below, nanos};
+use super::{ConnId, Side, SimNetwork, below, nanos, reset_drawn, split_drawn};
 
 /// One end of a connection made by [`SimNetwork::connect`] (the client's) or accepted from a
 /// [`super::SimListener`] (the server's): a reliable, ordered byte stream in both directions
@@ -77,11 +77,27 @@ impl SimStream {
         self.net.reset(self.conn)
     }
 
+    /// Whether bytes sent towards this end are still queued (in flight, stalled, or arrived
+    /// and not yet read). A test client uses it to skip decoding a reply it knows is not
+    /// complete; it tells nothing a real socket's reader could rely on.
+    pub fn bytes_queued(&self) -> bool {
+        let state = self.net.lock();
+        state
+            .links
+            .get(&self.conn)
+            .is_some_and(|link| !link.reset && !link.pipes[self.side.index()].is_empty())
+    }
+
     fn try_read(&self, cx: &Context<'_>, now: Instant, buf: &mut ReadBuf<'_>) -> ReadAttempt {
         let writer;
         {
             let mut state = self.net.lock();
             let state = &mut *state;
+            let link = state
+                .links
+                .get(&self.conn)
+                .expect("a link lives as long as either of its streams");
+            let stalled = state.stalled(link, self.side);
             let link = state
                 .links
                 .get_mut(&self.conn)
@@ -91,7 +107,7 @@ impl SimStream {
             }
             let pipe = &mut link.pipes[self.side.index()];
             // A partition holds back everything, end of file included, until it heals.
-            if state.partitioned.contains(&link.server_addr) {
+            if stalled {
                 pipe.park_reader(cx.waker());
                 return ReadAttempt::Wait;
             }
@@ -107,7 +123,7 @@ impl SimStream {
                 }
                 Some(_) => {}
             }
-            let limit = if state.config.split_reads {
+            let limit = if state.config.split_reads && split_drawn(&state.config, &mut state.rng) {
                 read_limit(&mut state.rng)
             } else {
                 usize::MAX
@@ -151,63 +167,79 @@ impl SimStream {
     }
 
     fn write_now(&self, cx: &Context<'_>, now: Instant, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let reader;
-        let taken;
-        {
-            let mut state = self.net.lock();
-            let state = &mut *state;
-            let link = state
-                .links
-                .get_mut(&self.conn)
-                .expect("a link lives as long as either of its streams");
-            if link.reset {
-                return Poll::Ready(Err(io::ErrorKind::ConnectionReset.into()));
-            }
-            let peer = self.side.peer();
-            if !link.open[peer.index()] {
-                return Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::BrokenPipe,
-                    "the peer closed the connection",
-                )));
-            }
-            let pipe = &mut link.pipes[peer.index()];
-            if pipe.is_closed() {
-                return Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::BrokenPipe,
-                    "this end was shut down for writing",
-                )));
-            }
-            if buf.is_empty() {
-                return Poll::Ready(Ok(0));
-            }
-            let space = pipe.space();
-            if space == 0 {
-                pipe.park_writer(cx.waker());
-                return Poll::Pending;
-            }
-            let fits = buf.len().min(space);
-            taken = if state.config.split_writes {
-                write_limit(&mut state.rng, fits)
-            } else {
-                fits
-            };
-            if taken < fits {
-                state.faults.split_writes += 1;
-            }
-            let delay = match self.side {
-                Side::Client => state.config.to_server_delay,
-                Side::Server => state.config.to_client_delay,
-            }
-            .draw(&mut state.rng);
-            if !delay.is_zero() {
-                state.faults.delayed_writes += 1;
-            }
-            pipe.write(&buf[..taken], Instant(now.0.saturating_add(nanos(delay))));
-            reader = pipe.take_reader();
+        let mut wake: Vec<Waker> = Vec::new();
+        let result = self.write_locked(cx, now, buf, &mut wake);
+        // Wakers run outside the lock: a waker is arbitrary code.
+        wake.into_iter().for_each(Waker::wake);
+        result
+    }
+
+    /// The body of [`SimStream::write_now`], under the network's lock; the wakers to call once
+    /// it is released go into `wake`.
+    fn write_locked(
+        &self,
+        cx: &Context<'_>,
+        now: Instant,
+        buf: &[u8],
+        wake: &mut Vec<Waker>,
+    ) -> Poll<io::Result<usize>> {
+        let mut state = self.net.lock();
+        let state = &mut *state;
+        let link = state
+            .links
+            .get_mut(&self.conn)
+            .expect("a link lives as long as either of its streams");
+        if link.reset {
+            return Poll::Ready(Err(io::ErrorKind::ConnectionReset.into()));
         }
-        if let Some(reader) = reader {
-            reader.wake();
+        let peer = self.side.peer();
+        if !link.open[peer.index()] {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the peer closed the connection",
+            )));
         }
+        let pipe = &mut link.pipes[peer.index()];
+        if pipe.is_closed() {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "this end was shut down for writing",
+            )));
+        }
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let space = pipe.space();
+        if space == 0 {
+            pipe.park_writer(cx.waker());
+            return Poll::Pending;
+        }
+        if reset_drawn(&state.config, &mut state.rng) {
+            link.reset(wake);
+            state.faults.resets += 1;
+            state.faults.write_resets += 1;
+            return Poll::Ready(Err(io::ErrorKind::ConnectionReset.into()));
+        }
+        let pipe = &mut link.pipes[peer.index()];
+        let fits = buf.len().min(space);
+        let taken = if state.config.split_writes && split_drawn(&state.config, &mut state.rng) {
+            write_limit(&mut state.rng, fits)
+        } else {
+            fits
+        };
+        if taken < fits {
+            state.faults.split_writes += 1;
+        }
+        let delay = match self.side {
+            Side::Client => state.config.to_server_delay,
+            Side::Server => state.config.to_client_delay,
+        }
+        .draw(&mut state.rng);
+        if !delay.is_zero() {
+            state.faults.delayed_writes += 1;
+        }
+        pipe.write(&buf[..taken], Instant(now.0.saturating_add(nanos(delay))));
+        wake.extend(pipe.take_reader());
         Poll::Ready(Ok(taken))
     }
 

@@ -19,7 +19,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::quantity::{Range, jitter, uniform};
-use super::{Action, Scenario};
+use super::{Action, Direction, Scenario, Transport};
 use crate::seeds;
 
 /// The kinds of operation a client performs.
@@ -244,6 +244,67 @@ impl DiskPlan {
     }
 }
 
+/// The client network, concrete.
+#[derive(Clone, Debug, Serialize)]
+pub struct NetworkPlan {
+    pub transport: Transport,
+    /// Typical one-way delay of a write (each uniform in ±50%).
+    pub delay_ns: u64,
+    /// The chance one read or write is cut short.
+    pub split: f64,
+    /// The chance one write resets its connection.
+    pub reset: f64,
+}
+
+impl NetworkPlan {
+    /// The network while faults are on.
+    pub fn net_config(&self) -> crate::net::NetConfig {
+        let delay = crate::net::DelayRange::between(
+            std::time::Duration::from_nanos(self.delay_ns / 2),
+            std::time::Duration::from_nanos(self.delay_ns + self.delay_ns / 2),
+        );
+        crate::net::NetConfig {
+            split_reads: self.split > 0.0,
+            split_writes: self.split > 0.0,
+            split_chance: self.split,
+            to_server_delay: delay,
+            to_client_delay: delay,
+            reset_on_write: self.reset,
+            ..crate::net::NetConfig::default()
+        }
+    }
+
+    /// The network after `heal`: resets stop; delays and splits, which lose nothing, stay.
+    pub fn healed_config(&self) -> crate::net::NetConfig {
+        crate::net::NetConfig {
+            reset_on_write: 0.0,
+            ..self.net_config()
+        }
+    }
+}
+
+/// Whose connections a network fault touches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Peer {
+    /// Every client and subscriber of the node.
+    All,
+    /// Workload client `j` (its node is `j mod nodes`).
+    Client(u32),
+    /// Subscriber `j` (its node is `j mod nodes`).
+    Subscriber(u32),
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Peer::All => f.write_str("all"),
+            Peer::Client(c) => write!(f, "c{c}"),
+            Peer::Subscriber(s) => write!(f, "sub{s}"),
+        }
+    }
+}
+
 /// What the checkers are told.
 #[derive(Clone, Debug, Serialize)]
 pub struct CheckPlan {
@@ -297,6 +358,19 @@ pub enum FaultAction {
         node: u32,
         pick: u64,
     },
+    NetPartition {
+        node: u32,
+        peer: Peer,
+        direction: Direction,
+    },
+    NetHeal {
+        node: u32,
+        peer: Peer,
+    },
+    NetReset {
+        node: u32,
+        peer: Peer,
+    },
 }
 
 impl FaultAction {
@@ -312,6 +386,13 @@ impl FaultAction {
             FaultAction::ClockJump { .. } => "clock_jump",
             FaultAction::ClockSkew { .. } => "clock_skew",
             FaultAction::Corrupt { .. } => "corrupt",
+            FaultAction::NetPartition {
+                direction: Direction::ToClient,
+                ..
+            } => "net_partition_one_way",
+            FaultAction::NetPartition { .. } => "net_partition",
+            FaultAction::NetHeal { .. } => "net_heal",
+            FaultAction::NetReset { .. } => "net_reset",
         }
     }
 }
@@ -327,6 +408,7 @@ pub struct Derived {
     pub store: StoreConfig,
     pub workload: WorkloadPlan,
     pub disk: DiskPlan,
+    pub network: NetworkPlan,
     pub schedule: Vec<FaultEvent>,
     pub check: CheckPlan,
     /// Fault kinds this seed switched off (swarm testing).
@@ -345,6 +427,15 @@ const SWARM_KINDS: [&str; 10] = [
     "write_error",
     "sync_error",
     "latency_tail",
+];
+
+/// Network fault kinds swarm testing may switch off (`transport = "resp"` only), in draw
+/// order on their own stream.
+const SWARM_NET_KINDS: [&str; 4] = [
+    "net_split",
+    "net_reset_on_write",
+    "net_partition",
+    "net_reset",
 ];
 
 fn pick_u32(range: &Range<super::Count>, rng: &mut ChaCha8Rng) -> u32 {
@@ -419,7 +510,39 @@ impl Derived {
                     .position(|k| *k == kind)
                     .is_some_and(|i| draws[i])
         };
-        let swarm_off: Vec<&'static str> = SWARM_KINDS.iter().copied().filter(|k| off(k)).collect();
+        // The network's points and swarm draws come from their own stream, so scenarios without
+        // a network draw exactly what they drew before it existed.
+        let resp = scenario.network.transport == Transport::Resp;
+        let mut net_rng = seeds::rng(seed, "derive/network", 0);
+        let n = &scenario.network;
+        let mut network = NetworkPlan {
+            transport: n.transport,
+            delay_ns: n.delay.pick(&mut net_rng).0,
+            split: n.split.pick(&mut net_rng).0,
+            reset: n.reset.pick(&mut net_rng).0,
+        };
+        let net_draws: Vec<bool> = SWARM_NET_KINDS
+            .iter()
+            .map(|_| net_rng.next_u64() & 1 == 1)
+            .collect();
+        let net_off = |kind: &str| {
+            scenario.swarm
+                && resp
+                && SWARM_NET_KINDS
+                    .iter()
+                    .position(|k| *k == kind)
+                    .is_some_and(|i| net_draws[i])
+        };
+        if net_off("net_split") {
+            network.split = 0.0;
+        }
+        if net_off("net_reset_on_write") {
+            network.reset = 0.0;
+        }
+        let off = |kind: &str| off(kind) || net_off(kind);
+        let mut swarm_off: Vec<&'static str> =
+            SWARM_KINDS.iter().copied().filter(|k| off(k)).collect();
+        swarm_off.extend(SWARM_NET_KINDS.iter().copied().filter(|k| net_off(k)));
         for (kind, p) in [
             ("read_bit_flip", &mut disk.read_bit_flip),
             ("misdirected_write", &mut disk.misdirected_write),
@@ -434,7 +557,8 @@ impl Derived {
         }
 
         let nodes = scenario.node.count;
-        let schedule = build_schedule(scenario, seed, duration_ns, nodes, &off);
+        let peers = (workload.clients, workload.subscribers.count);
+        let schedule = build_schedule(scenario, seed, duration_ns, nodes, peers, &off);
         let corruption_allowed = disk.read_bit_flip > 0.0
             || disk.misdirected_write > 0.0
             || schedule
@@ -456,6 +580,7 @@ impl Derived {
             },
             workload,
             disk,
+            network,
             schedule,
             check: CheckPlan {
                 liveness_within_ns: scenario.check.liveness_within.0,
@@ -473,6 +598,7 @@ fn build_schedule(
     seed: u64,
     duration_ns: u64,
     nodes: u32,
+    (clients, subscribers): (u32, u32),
     off: &dyn Fn(&str) -> bool,
 ) -> Vec<FaultEvent> {
     let mut rng = seeds::rng(seed, "nemesis", 0);
@@ -514,6 +640,22 @@ fn build_schedule(
                     None => rng.next_u64(),
                 },
             },
+            Action::NetPartition => {
+                let (node, peer) = entry_peer(entry, nodes);
+                FaultAction::NetPartition {
+                    node,
+                    peer,
+                    direction: entry.direction.unwrap_or(Direction::Both),
+                }
+            }
+            Action::NetHeal => {
+                let (node, peer) = entry_peer(entry, nodes);
+                FaultAction::NetHeal { node, peer }
+            }
+            Action::NetReset => {
+                let (node, peer) = entry_peer(entry, nodes);
+                FaultAction::NetReset { node, peer }
+            }
         };
         events.push(FaultEvent { at_ns, action });
     }
@@ -611,9 +753,85 @@ fn build_schedule(
             t += jitter(&mut rng, every).max(1);
         }
     }
+    // A random client or subscriber, and its node.
+    let pick_peer = |rng: &mut ChaCha8Rng| -> (u32, Peer) {
+        let j = uniform(rng, 0, u64::from(clients + subscribers).max(1) - 1) as u32;
+        if j < clients {
+            (j % nodes, Peer::Client(j))
+        } else {
+            let s = j - clients;
+            (s % nodes, Peer::Subscriber(s))
+        }
+    };
+    if let Some(cut) = &scenario.faults.net_partition
+        && !off("net_partition")
+    {
+        let mut rng = seeds::rng(seed, "nemesis/net_partition", 0);
+        let every = cut.every.pick(&mut rng).0.max(1);
+        let lasting = cut.lasting.pick(&mut rng).0;
+        let one_way = cut.one_way.pick(&mut rng).0;
+        let whole_node = cut.whole_node.pick(&mut rng).0;
+        let mut t = jitter(&mut rng, every);
+        while t < duration_ns {
+            let (node, peer) = if chance(&mut rng, whole_node) {
+                (pick_node(&mut rng), Peer::All)
+            } else {
+                pick_peer(&mut rng)
+            };
+            let direction = if chance(&mut rng, one_way) {
+                Direction::ToClient
+            } else {
+                Direction::Both
+            };
+            let end = t + jitter(&mut rng, lasting);
+            events.push(FaultEvent {
+                at_ns: t,
+                action: FaultAction::NetPartition {
+                    node,
+                    peer,
+                    direction,
+                },
+            });
+            events.push(FaultEvent {
+                at_ns: end,
+                action: FaultAction::NetHeal { node, peer },
+            });
+            t = end + jitter(&mut rng, every).max(1);
+        }
+    }
+    if let Some(reset) = &scenario.faults.net_reset
+        && !off("net_reset")
+    {
+        let mut rng = seeds::rng(seed, "nemesis/net_reset", 0);
+        let every = reset.every.pick(&mut rng).0.max(1);
+        let mut t = jitter(&mut rng, every);
+        while t < duration_ns {
+            let (node, peer) = pick_peer(&mut rng);
+            events.push(FaultEvent {
+                at_ns: t,
+                action: FaultAction::NetReset { node, peer },
+            });
+            t += jitter(&mut rng, every).max(1);
+        }
+    }
     // Stable: entries at the same time keep their order (explicit ones first).
     events.sort_by_key(|e| e.at_ns);
     events
+}
+
+/// Whether a draw falls under probability `p` (the crash generator's resolution).
+fn chance(rng: &mut ChaCha8Rng, p: f64) -> bool {
+    (uniform(rng, 0, 1 << 20) as f64) < p * f64::from(1 << 20)
+}
+
+/// The node and peer a network schedule entry names: a client's or subscriber's own node, or
+/// every client of `node`.
+fn entry_peer(entry: &super::ScheduleEntry, nodes: u32) -> (u32, Peer) {
+    match (entry.client, entry.subscriber) {
+        (Some(c), _) => (c % nodes, Peer::Client(c)),
+        (None, Some(s)) => (s % nodes, Peer::Subscriber(s)),
+        (None, None) => (entry.node.unwrap_or(0), Peer::All),
+    }
 }
 
 impl fmt::Display for Derived {
@@ -682,6 +900,16 @@ impl fmt::Display for Derived {
             d.latency_tail,
             secs(d.latency_tail_extra_ns)
         )?;
+        let n = &self.network;
+        if n.transport == Transport::Resp {
+            writeln!(
+                f,
+                "  network: resp, delay {}us split {:.2} reset {:.1e}",
+                n.delay_ns / 1000,
+                n.split,
+                n.reset
+            )?;
+        }
         let mut counts = std::collections::BTreeMap::new();
         for e in &self.schedule {
             *counts.entry(e.action.name()).or_insert(0u32) += 1;

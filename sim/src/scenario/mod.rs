@@ -13,9 +13,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::net::Direction;
 pub use derive::{
-    CheckPlan, Derived, DiskPlan, FaultAction, FaultEvent, Mix, OpKind, SubscriberPlan,
-    WorkloadPlan,
+    CheckPlan, Derived, DiskPlan, FaultAction, FaultEvent, Mix, NetworkPlan, OpKind, Peer,
+    SubscriberPlan, WorkloadPlan,
 };
 pub use quantity::{ByteSize, Count, Nanos, Prob, Range, SignedNanos};
 
@@ -57,6 +58,9 @@ pub struct Scenario {
     pub node: NodeSpec,
     #[serde(default)]
     pub workload: WorkloadSpec,
+    /// How clients reach the nodes, and the client network's faults.
+    #[serde(default, skip_serializing_if = "NetworkSpec::is_default")]
+    pub network: NetworkSpec,
     #[serde(default)]
     pub faults: FaultSpec,
     #[serde(default)]
@@ -161,6 +165,52 @@ impl Default for WorkloadSpec {
     }
 }
 
+/// How the workload reaches a node.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transport {
+    /// Clients call the node's `db::Db` directly (no network).
+    #[default]
+    Api,
+    /// Clients and subscribers speak RESP3 to each node's real server (`db::server::serve`)
+    /// over the simulated client network ([`crate::net`]).
+    Resp,
+}
+
+/// The client network: which transport, and its faults (with `transport = "resp"` only).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkSpec {
+    pub transport: Transport,
+    /// Typical one-way delay of each write (each is uniform in ±50% of it).
+    pub delay: Range<Nanos>,
+    /// The chance a read or write of a byte stream is cut short at a random point.
+    pub split: Range<Prob>,
+    /// The chance a write resets its connection instead of sending.
+    pub reset: Range<Prob>,
+}
+
+impl Default for NetworkSpec {
+    fn default() -> Self {
+        NetworkSpec {
+            transport: Transport::Api,
+            delay: Range::one(Nanos(0)),
+            split: Range::one(Prob(0.0)),
+            reset: Range::one(Prob(0.0)),
+        }
+    }
+}
+
+impl NetworkSpec {
+    fn is_default(&self) -> bool {
+        let d = NetworkSpec::default();
+        self.transport == d.transport
+            && self.delay == d.delay
+            && self.split == d.split
+            && self.reset == d.reset
+    }
+}
+
 /// Fault rates, each a range the seed picks a point in.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -174,6 +224,10 @@ pub struct FaultSpec {
     pub disk_full: Option<DiskFullSpec>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub corrupt: Option<CorruptSpec>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub net_partition: Option<NetPartitionSpec>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub net_reset: Option<NetResetSpec>,
 }
 
 /// `SimDisk` faults and the disk's latency.
@@ -272,6 +326,30 @@ pub struct CorruptSpec {
     pub every: Range<Nanos>,
 }
 
+/// A client cut off from its node for a while, then healed (`transport = "resp"`).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetPartitionSpec {
+    /// Mean gap between the end of one partition and the start of the next.
+    pub every: Range<Nanos>,
+    /// How long each lasts (±50%).
+    #[serde(rename = "for")]
+    pub lasting: Range<Nanos>,
+    /// The chance a partition is one-way: replies stall, requests still arrive.
+    #[serde(default)]
+    pub one_way: Range<Prob>,
+    /// The chance a partition cuts the node off from every client, not just one.
+    #[serde(default)]
+    pub whole_node: Range<Prob>,
+}
+
+/// A client's connections reset now and then (`transport = "resp"`).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetResetSpec {
+    pub every: Range<Nanos>,
+}
+
 /// One explicit fault at a fixed time.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -296,6 +374,16 @@ pub struct ScheduleEntry {
     /// `corrupt`: which file and byte (a number the run maps onto the files present).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pick: Option<Range<Count>>,
+    /// `net_partition`, `net_heal`, `net_reset`: only this workload client's connections
+    /// (absent, and no `subscriber`: every client of the node). Its node is the client's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<u32>,
+    /// As `client`, for a subscriber.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscriber: Option<u32>,
+    /// `net_partition`: which way bytes stop (default `both`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<Direction>,
 }
 
 /// What a schedule entry does.
@@ -320,6 +408,13 @@ pub enum Action {
     ClockSkew,
     /// One bit of a segment file flips on the medium (persistent).
     Corrupt,
+    /// Client connections to the node stall (`client`/`subscriber`: only that one's) and new
+    /// connects are refused, until a `net_heal` or `heal`.
+    NetPartition,
+    /// Ends a `net_partition` of the same node and client.
+    NetHeal,
+    /// Client connections to the node are reset (`client`/`subscriber`: only that one's).
+    NetReset,
 }
 
 /// What the checkers are told about the scenario.
@@ -394,7 +489,31 @@ impl Scenario {
         if self.workload.mix.total() <= 0.0 {
             return Err("workload.mix needs at least one positive weight".into());
         }
+        let resp = self.network.transport == Transport::Resp;
+        let net_faults = self.faults.net_partition.is_some()
+            || self.faults.net_reset.is_some()
+            || self.network.delay.high.0 > 0
+            || self.network.split.high.0 > 0.0
+            || self.network.reset.high.0 > 0.0
+            || self.schedule.iter().any(|e| {
+                matches!(
+                    e.action,
+                    Action::NetPartition | Action::NetHeal | Action::NetReset
+                )
+            });
+        if net_faults && !resp {
+            return Err(
+                "network faults need network.transport = \"resp\" (with \"api\" there is no network)"
+                    .into(),
+            );
+        }
         for entry in &self.schedule {
+            if entry.client.is_some() && entry.subscriber.is_some() {
+                return Err(format!(
+                    "schedule entry at {} names both a client and a subscriber",
+                    entry.at.render()
+                ));
+            }
             if let Some(n) = entry.node
                 && n >= node.count
             {
@@ -458,5 +577,34 @@ mod tests {
             Path::new("t.toml"),
         );
         assert!(node.unwrap_err().to_string().contains("node 3"));
+    }
+
+    #[test]
+    fn network_faults_need_the_resp_transport() {
+        let api = Scenario::parse(
+            "duration = \"2s\"\n[faults.net_reset]\nevery = \"1s\"",
+            Path::new("t.toml"),
+        );
+        assert!(api.unwrap_err().to_string().contains("transport"));
+        let split = Scenario::parse(
+            "duration = \"2s\"\n[network]\nsplit = \"0.5\"",
+            Path::new("t.toml"),
+        );
+        assert!(split.unwrap_err().to_string().contains("transport"));
+        let resp = Scenario::parse(
+            "duration = \"2s\"\n[network]\ntransport = \"resp\"\nreset = \"0..0.01\"\n\
+             [faults.net_partition]\nevery = \"1s\"\nfor = \"100ms\"\none_way = \"0.5\"\n\
+             [[schedule]]\nat = \"1s\"\naction = \"net_partition\"\nclient = 2\ndirection = \"to_client\"",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        assert_eq!(resp.network.transport, Transport::Resp);
+        assert_eq!(resp.schedule[0].direction, Some(Direction::ToClient));
+        let both = Scenario::parse(
+            "duration = \"2s\"\n[network]\ntransport = \"resp\"\n\
+             [[schedule]]\nat = \"1s\"\naction = \"net_reset\"\nclient = 1\nsubscriber = 0",
+            Path::new("t.toml"),
+        );
+        assert!(both.unwrap_err().to_string().contains("both"));
     }
 }
