@@ -545,6 +545,30 @@ impl Subscriber {
         }
     }
 
+    /// Records a (re)subscription of chain `i` in the history: its record id and the start
+    /// position of each target.
+    fn log_subscribe(
+        &self,
+        chain: &mut Chain,
+        i: usize,
+        now: u64,
+        recorded: Vec<SubscribedTarget>,
+    ) -> (u64, Vec<u64>) {
+        let resumed = chain.subscribed_once;
+        chain.subscribed_once = true;
+        let starts: Vec<u64> = recorded.iter().map(|t| t.start).collect();
+        let record = self.log.subscribe(
+            now,
+            self.index,
+            i as u32,
+            self.slot.id,
+            chain.window,
+            resumed,
+            recorded,
+        );
+        (record, starts)
+    }
+
     /// Makes chain `i`'s subscription; false if the connection was lost on the way (RESP).
     async fn subscribe(
         &self,
@@ -596,18 +620,7 @@ impl Subscriber {
                 start,
             });
         }
-        let resumed = chain.subscribed_once;
-        chain.subscribed_once = true;
-        let starts: Vec<u64> = recorded.iter().map(|t| t.start).collect();
-        let record = self.log.subscribe(
-            now,
-            self.index,
-            i as u32,
-            self.slot.id,
-            chain.window,
-            resumed,
-            recorded,
-        );
+        let (record, starts) = self.log_subscribe(chain, i, now, recorded);
         match subscriptions.subscribe(requested, Some(chain.window)) {
             Ok(id) => {
                 conn.chains_by_id.insert(id, i);
@@ -708,18 +721,7 @@ impl Subscriber {
                 start,
             });
         }
-        let resumed = chain.subscribed_once;
-        chain.subscribed_once = true;
-        let starts: Vec<u64> = recorded.iter().map(|t| t.start).collect();
-        let record = self.log.subscribe(
-            now,
-            self.index,
-            i as u32,
-            self.slot.id,
-            chain.window,
-            resumed,
-            recorded,
-        );
+        let (record, starts) = self.log_subscribe(chain, i, now, recorded);
         let id = reply
             .as_str()
             .filter(|_| matches!(reply, net::Frame::SimpleString(_)))
