@@ -115,6 +115,26 @@ struct Live {
     open_start: Vec<Option<(u64, u64)>>,
 }
 
+impl Live {
+    /// A subscription the server just confirmed: nothing delivered or owed yet.
+    fn confirmed(
+        record: u64,
+        id: Uuid,
+        next: Vec<u64>,
+        open_start: Vec<Option<(u64, u64)>>,
+    ) -> Live {
+        Live {
+            record,
+            id,
+            next,
+            delivered: 0,
+            unacked: VecDeque::new(),
+            ack_due_ns: None,
+            open_start,
+        }
+    }
+}
+
 /// One of the subscriber's subscriptions across connections.
 struct Chain {
     targets: Vec<SubTarget>,
@@ -625,15 +645,7 @@ impl Subscriber {
             Ok(id) => {
                 conn.chains_by_id.insert(id, i);
                 let open_start = vec![None; starts.len()];
-                chain.live = Some(Live {
-                    record,
-                    id,
-                    next: starts,
-                    delivered: 0,
-                    unacked: VecDeque::new(),
-                    ack_due_ns: None,
-                    open_start,
-                });
+                chain.live = Some(Live::confirmed(record, id, starts, open_start));
             }
             Err(err) => {
                 self.log.end_subscription(
@@ -729,15 +741,7 @@ impl Subscriber {
         match id {
             Some(id) => {
                 conn.chains_by_id.insert(id, i);
-                chain.live = Some(Live {
-                    record,
-                    id,
-                    next: starts,
-                    delivered: 0,
-                    unacked: VecDeque::new(),
-                    ack_due_ns: None,
-                    open_start,
-                });
+                chain.live = Some(Live::confirmed(record, id, starts, open_start));
             }
             None => {
                 let now = self.now();
