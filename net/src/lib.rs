@@ -10,7 +10,7 @@
 //!
 //! | module | what it holds |
 //! |---|---|
-//! | [`resp3`] | [`Frame`], [`decode`] with its [`Limits`] and [`DecodeError`], [`encode`] for a [`Protocol`]; pure, no I/O |
+//! | [`resp3`] | [`Frame`], [`decode`] with its [`Limits`] and [`DecodeError`], [`encode`] and [`Writer`] for a [`Protocol`]; pure, no I/O |
 //! | [`listener`] | the [`Listener`] trait the server is generic over, and [`TokioListener`] over TCP |
 //!
 //! # Invariants
@@ -31,4 +31,4 @@ pub mod listener;
 pub mod resp3;
 
 pub use listener::{Listener, TokioListener};
-pub use resp3::{DecodeError, Frame, FrameKind, Limits, Protocol, decode, encode};
+pub use resp3::{DecodeError, Frame, FrameKind, Limits, Line, Protocol, Writer, decode, encode};

@@ -66,10 +66,27 @@ fn fresh_uuid(tag: u64) -> Uuid {
     Uuid::from_u64_pair(tag, n)
 }
 
-fn transaction(stream: &StreamId, events: usize, payload: &Bytes) -> Transaction {
+/// A stream and its partition key, worked out once: a client that appends to a stream many
+/// times need not hash its name each time.
+#[derive(Clone)]
+struct Target {
+    stream: StreamId,
+    key: PartitionKey,
+}
+
+impl Target {
+    fn new(name: &str) -> Self {
+        let stream = StreamId::new(name).unwrap();
+        let key = PartitionKey::for_stream(&stream);
+        Target { stream, key }
+    }
+}
+
+fn transaction(target: &Target, events: usize, payload: &Bytes) -> Transaction {
+    let stream = &target.stream;
     Transaction {
         transaction_id: TransactionId(fresh_uuid(1)),
-        partition_key: PartitionKey::for_stream(stream),
+        partition_key: target.key,
         events: (0..events)
             .map(|_| NewEvent {
                 event_id: EventId(fresh_uuid(2)),
@@ -122,9 +139,9 @@ async fn run_appends(
         ..StoreConfig::default()
     };
     let (db, _) = Db::open(&env, &RealDisk, &dir, config)?;
-    let streams: Arc<Vec<StreamId>> = Arc::new(
+    let streams: Arc<Vec<Target>> = Arc::new(
         (0..w.streams)
-            .map(|i| StreamId::new(&format!("bench-{i}")).unwrap())
+            .map(|i| Target::new(&format!("bench-{i}")))
             .collect(),
     );
     let payload = Bytes::from(vec![b'x'; common.payload]);
@@ -192,7 +209,7 @@ async fn load(dir: &Path, streams: usize, events: u64, payload: usize) -> anyhow
         let db = db.clone();
         let payload = payload.clone();
         tasks.push(tokio::spawn(async move {
-            let stream = StreamId::new(&format!("load-{s}")).unwrap();
+            let stream = Target::new(&format!("load-{s}"));
             let mut written = 0;
             while written < per_stream {
                 let n = (per_stream - written).min(10) as usize;

@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use disk::Disk;
-use net::{Frame, Protocol};
+use net::{Frame, Protocol, Writer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 
@@ -256,6 +256,16 @@ where
         net::encode(frame, self.protocol, &mut self.write_buf);
     }
 
+    fn writer(&mut self) -> Writer<'_> {
+        Writer::new(&mut self.write_buf, self.protocol)
+    }
+
+    /// Writes a reply that may be written in place.
+    fn answer(&mut self, reply: &execute::Reply) -> Flow {
+        reply.write(&mut self.writer());
+        Flow::Continue
+    }
+
     fn write_error(&mut self, error: &ServerError) {
         self.write(&error.to_frame());
     }
@@ -328,9 +338,8 @@ where
                 .metrics()
                 .append_latency
                 .observe_duration(elapsed);
-            match execute::append_reply(kind, outcome) {
-                Ok(reply) => self.write(&reply),
-                Err(error) => self.write_error(&error),
+            if let Err(error) = execute::write_append_reply(&mut self.writer(), kind, outcome) {
+                self.write_error(&error);
             }
         }
     }
@@ -342,13 +351,17 @@ where
             Command::Append(_) | Command::MultiAppend(_) => {
                 unreachable!("appends are submitted by handle_request, not executed here")
             }
-            Command::Get(id) => execute::get(store, id)?,
-            Command::ScanStream(scan) => execute::scan_stream(store, &scan)?,
+            Command::Get(id) => return Ok(self.answer(&execute::get(store, id)?)),
+            Command::ScanStream(scan) => {
+                return Ok(self.answer(&execute::scan_stream(store, &scan)?));
+            }
             Command::StreamVersion {
                 stream_id,
                 partition_key,
             } => execute::stream_version(store, &stream_id, partition_key),
-            Command::ScanPartition(scan) => execute::scan_partition(store, &scan)?,
+            Command::ScanPartition(scan) => {
+                return Ok(self.answer(&execute::scan_partition(store, &scan)?));
+            }
             Command::PartitionSequence(partition) => execute::partition_sequence(store, partition),
             Command::Subscribe(subscribe) => {
                 let id = self
@@ -445,11 +458,7 @@ where
                     .metrics()
                     .deliveries
                     .fetch_add(1, Ordering::Relaxed);
-                self.write(&reply::message_push(
-                    subscription,
-                    cursor,
-                    reply::event(&event),
-                ))
+                reply::message_push(&mut self.writer(), subscription, cursor, &event);
             }
             Some(Received::Failed {
                 subscription,

@@ -13,7 +13,7 @@
 //! positional file reads, without locks held across an await.
 
 use disk::Disk;
-use net::Frame;
+use net::{Frame, Writer};
 
 use super::Shared;
 use super::command::{Append, EventSpec, MultiAppend, ScanPartition, ScanStream};
@@ -22,10 +22,10 @@ use super::id::generate_event_id;
 use super::reply;
 use crate::env::Env;
 use crate::model::{
-    EventId, ExpectedVersion, NewEvent, PartitionId, PartitionKey, PartitionSeq, StreamId,
+    Event, EventId, ExpectedVersion, NewEvent, PartitionId, PartitionKey, PartitionSeq, StreamId,
     StreamVersion, Transaction, TransactionId,
 };
-use crate::store::Store;
+use crate::store::{Scan, Store};
 
 /// The expected version of an event, with strict versioning applied.
 fn expected_version(spec: &EventSpec, strict: bool) -> Result<ExpectedVersion, ServerError> {
@@ -115,28 +115,56 @@ pub(super) fn prepare_multi_append<E: Env, D: Disk>(
     transaction(shared, command.partition_key, command.events)
 }
 
-/// The reply to an append, from its outcome.
-pub(super) fn append_reply(
+/// A reply to write: most are frames; those that carry events are written in place (see
+/// [`reply::event`]).
+pub(super) enum Reply {
+    Frame(Frame),
+    /// `EGET`.
+    Found(Option<Event>),
+    /// `ESCAN`, `EPSCAN`.
+    Scan(Scan),
+}
+
+impl From<Frame> for Reply {
+    fn from(frame: Frame) -> Self {
+        Reply::Frame(frame)
+    }
+}
+
+impl Reply {
+    pub(super) fn write(&self, w: &mut Writer<'_>) {
+        match self {
+            Reply::Frame(frame) => w.frame(frame),
+            Reply::Found(found) => reply::found_event(w, found.as_ref()),
+            Reply::Scan(scan) => reply::scan(w, scan),
+        }
+    }
+}
+
+/// Writes the reply to an append, from its outcome.
+pub(super) fn write_append_reply(
+    w: &mut Writer<'_>,
     kind: AppendKind,
     outcome: Result<crate::model::AppendOutcome, crate::error::AppendError>,
-) -> Result<Frame, ServerError> {
+) -> Result<(), ServerError> {
     let outcome = outcome?;
-    Ok(match kind {
-        AppendKind::Single => reply::append(&outcome),
-        AppendKind::Multi => reply::multi_append(&outcome),
-    })
+    match kind {
+        AppendKind::Single => reply::append(w, &outcome),
+        AppendKind::Multi => reply::multi_append(w, &outcome),
+    }
+    Ok(())
 }
 
 /// `EGET`.
-pub(super) fn get<D: Disk>(store: &Store<D>, id: EventId) -> Result<Frame, ServerError> {
-    Ok(store.get(&id)?.as_ref().map_or(Frame::Null, reply::event))
+pub(super) fn get<D: Disk>(store: &Store<D>, id: EventId) -> Result<Reply, ServerError> {
+    Ok(Reply::Found(store.get(&id)?))
 }
 
 /// `ESCAN`.
 pub(super) fn scan_stream<D: Disk>(
     store: &Store<D>,
     command: &ScanStream,
-) -> Result<Frame, ServerError> {
+) -> Result<Reply, ServerError> {
     let key = command
         .partition_key
         .unwrap_or_else(|| PartitionKey::for_stream(&command.stream_id));
@@ -147,7 +175,7 @@ pub(super) fn scan_stream<D: Disk>(
     } else {
         store.scan_stream(key, &command.stream_id, from, to, command.count)?
     };
-    Ok(reply::scan(&scan))
+    Ok(Reply::Scan(scan))
 }
 
 /// `ESVER`.
@@ -164,14 +192,14 @@ pub(super) fn stream_version<D: Disk>(
 pub(super) fn scan_partition<D: Disk>(
     store: &Store<D>,
     command: &ScanPartition,
-) -> Result<Frame, ServerError> {
+) -> Result<Reply, ServerError> {
     let scan = store.scan_partition(
         command.partition,
         PartitionSeq(command.start),
         command.end.map(PartitionSeq),
         command.count,
     )?;
-    Ok(reply::scan(&scan))
+    Ok(Reply::Scan(scan))
 }
 
 /// `EPSEQ`.

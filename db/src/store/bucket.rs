@@ -176,6 +176,35 @@ fn collect_runs<D: Disk>(
     (out, false)
 }
 
+/// The transaction frame a read decoded last, whose events it moves out one by one.
+struct CachedFrame {
+    path: PathBuf,
+    offset: u64,
+    record: TransactionRecord,
+    /// The slots below 128 already moved out.
+    taken: u128,
+}
+
+impl CachedFrame {
+    /// Whether this frame can still give the event at `slot`: the same frame, and that event
+    /// not yet moved out (a read asks for each event once, but a repeat must not get an empty
+    /// one, so it decodes the frame again).
+    fn holds(&self, path: &PathBuf, offset: u64, slot: usize) -> bool {
+        self.offset == offset
+            && self.path == *path
+            && (slot >= 128 || self.taken & (1 << slot) == 0)
+    }
+
+    fn take(&mut self, slot: usize) -> Event {
+        if slot < 128 {
+            self.taken |= 1 << slot;
+            self.record.take_event(slot)
+        } else {
+            self.record.event(slot)
+        }
+    }
+}
+
 /// Counters of a bucket's writes, for benchmarks and `INFO`.
 #[derive(Debug, Default)]
 pub struct BucketStats {
@@ -365,27 +394,41 @@ impl<D: Disk> BucketShared<D> {
         positions: &[(SegmentData<D>, Pos, u64)],
     ) -> Result<Vec<Event>, StoreError> {
         let mut out = Vec::with_capacity(positions.len());
-        let mut cached: Option<(PathBuf, u64, TransactionRecord)> = None;
-        let mut ahead = ReadAhead::default();
+        let mut cached: Option<CachedFrame> = None;
+        let last_open_offset = positions
+            .iter()
+            .filter(|(data, ..)| matches!(data, SegmentData::Open { .. }))
+            .map(|(_, pos, _)| pos.offset)
+            .max()
+            .unwrap_or(0);
+        let mut ahead = ReadAhead::until(last_open_offset);
         for (data, pos, _) in positions {
-            let hit = matches!(&cached, Some((p, o, _)) if p == data.path() && *o == pos.offset);
+            let slot = pos.slot as usize;
+            let hit = cached
+                .as_ref()
+                .is_some_and(|c| c.holds(data.path(), pos.offset, slot));
             if !hit {
                 let record = if positions.len() > 1 {
                     data.read_transaction_ahead(pos.offset, self.max_body, &mut ahead)?
                 } else {
                     data.read_transaction(pos.offset, self.max_body)?
                 };
-                cached = Some((data.path().clone(), pos.offset, record));
+                cached = Some(CachedFrame {
+                    path: data.path().clone(),
+                    offset: pos.offset,
+                    record,
+                    taken: 0,
+                });
             }
-            let record = &cached.as_ref().expect("filled above").2;
-            if pos.slot as usize >= record.events.len() {
+            let frame = cached.as_mut().expect("filled above");
+            if slot >= frame.record.events.len() {
                 return Err(StoreError::corrupt(
                     data.path().as_path(),
                     pos.offset,
                     "index slot past the transaction's events",
                 ));
             }
-            out.push(record.event(pos.slot as usize));
+            out.push(frame.take(slot));
         }
         Ok(out)
     }
@@ -508,6 +551,14 @@ struct Overlay {
     events: FixedMap<EventId, (usize, usize)>,
 }
 
+impl Overlay {
+    fn clear(&mut self) {
+        self.streams.clear();
+        self.partitions.clear();
+        self.events.clear();
+    }
+}
+
 /// The streams a transaction has touched so far, with their state after it. Most transactions
 /// touch one or two streams: a list, which turns into a map past a few entries.
 #[derive(Default)]
@@ -557,6 +608,8 @@ pub struct BucketWriter<D: Disk> {
     poisoned: Option<String>,
     /// The frame buffer, reused from batch to batch.
     buf: Vec<u8>,
+    /// The batch overlay, reused from batch to batch.
+    overlay: Overlay,
 }
 
 /// The largest frame buffer a writer keeps between batches.
@@ -578,6 +631,7 @@ impl<D: Disk> BucketWriter<D> {
             write_end,
             poisoned: None,
             buf: Vec::new(),
+            overlay: Overlay::default(),
         }
     }
 
@@ -603,7 +657,8 @@ impl<D: Disk> BucketWriter<D> {
         let mut plans: Vec<(usize, TransactionRecord, AppendOutcome)> = Vec::with_capacity(count);
         {
             let view = self.shared.read_view();
-            let mut overlay = Overlay::default();
+            // The overlay's maps keep their capacity from batch to batch.
+            let mut overlay = std::mem::take(&mut self.overlay);
             for (i, txn) in txns.into_iter().enumerate() {
                 match self.plan(&view, &overlay, &plans, txn) {
                     Ok(Planned::Write(record, outcome)) => {
@@ -627,6 +682,8 @@ impl<D: Disk> BucketWriter<D> {
                     Err(err) => results[i] = Some(Err(err)),
                 }
             }
+            overlay.clear();
+            self.overlay = overlay;
         }
         match self.write_plans(&plans) {
             Ok(()) => {
@@ -993,10 +1050,7 @@ impl<D: Disk> BucketWriter<D> {
         let mut view = self.shared.view.write().expect("bucket view lock poisoned");
         view.sealed.push(SealedSegment {
             id: old_id,
-            data: SegmentData::Sealed {
-                path: old_path,
-                map,
-            },
+            data: SegmentData::sealed(old_path, map),
             index: sealed,
         });
         view.open = OpenSegment {

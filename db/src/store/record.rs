@@ -255,6 +255,19 @@ impl TransactionRecord {
     /// Decodes a transaction frame's body. Every length is checked against what remains, so
     /// a malformed body is an error, never a panic or an oversized allocation.
     pub fn decode(frame: &Frame<'_>) -> Result<Self, FrameError> {
+        Self::decode_with(frame, Bytes::copy_from_slice)
+    }
+
+    /// As [`TransactionRecord::decode`], for a frame read out of `owner`: metadata and
+    /// payloads are slices of `owner` rather than copies.
+    pub fn decode_shared(frame: &Frame<'_>, owner: &Bytes) -> Result<Self, FrameError> {
+        Self::decode_with(frame, |bytes| owner.slice_ref(bytes))
+    }
+
+    fn decode_with(
+        frame: &Frame<'_>,
+        bytes_of: impl Fn(&[u8]) -> Bytes,
+    ) -> Result<Self, FrameError> {
         let malformed = |reason| FrameError::Malformed {
             what: "transaction",
             reason,
@@ -293,9 +306,9 @@ impl TransactionRecord {
                 .map_err(|_| malformed("event name is not UTF-8"))?
                 .to_owned();
             let metadata = take_bytes(&mut body, 4).ok_or(malformed("short metadata"))?;
-            let metadata = Bytes::copy_from_slice(metadata);
+            let metadata = bytes_of(metadata);
             let payload = take_bytes(&mut body, 4).ok_or(malformed("short payload"))?;
-            let payload = Bytes::copy_from_slice(payload);
+            let payload = bytes_of(payload);
             events.push(EventRecord {
                 event_id,
                 stream_id,
@@ -319,6 +332,25 @@ impl TransactionRecord {
             first_sequence,
             events,
         })
+    }
+
+    /// The full event at `slot`, moving its name and bytes out of the record: cheaper than
+    /// [`TransactionRecord::event`], and the record's copy of that event is left empty.
+    pub fn take_event(&mut self, slot: usize) -> Event {
+        let e = &mut self.events[slot];
+        Event {
+            event_id: e.event_id,
+            partition_key: self.partition_key,
+            partition_id: self.partition_id,
+            transaction_id: self.transaction_id,
+            partition_sequence: PartitionSeq(self.first_sequence.0 + slot as u64),
+            stream_id: e.stream_id.clone(),
+            stream_version: e.stream_version,
+            event_name: std::mem::take(&mut e.event_name),
+            timestamp_ms: e.timestamp_ms,
+            metadata: std::mem::take(&mut e.metadata),
+            payload: std::mem::take(&mut e.payload),
+        }
     }
 
     /// The full event at `slot`, with the fields the transaction holds once.
@@ -500,6 +532,21 @@ mod tests {
             let mut out = Vec::new();
             rec.encode(&mut out);
             prop_assert_eq!(decode_record(&out).unwrap(), rec);
+        }
+
+        /// Decoding out of a shared buffer, behind other bytes, gives the same record, and taking
+        /// each event out gives what `event` copies.
+        #[test]
+        fn shared_decoding_and_taking_events_agree(rec in arb_record(), skip in 0usize..64) {
+            let mut out = vec![0xee; skip];
+            rec.encode(&mut out);
+            let owner = Bytes::from(out);
+            let frame = decode_frame(&owner[skip..], u32::MAX.into()).unwrap();
+            let mut shared = TransactionRecord::decode_shared(&frame, &owner).unwrap();
+            prop_assert_eq!(&shared, &rec);
+            for slot in 0..rec.events.len() {
+                prop_assert_eq!(shared.take_event(slot), rec.event(slot));
+            }
         }
 
         #[test]

@@ -351,10 +351,7 @@ pub(crate) fn open_bucket<D: Disk>(
             .map_err(|e| StoreError::corrupt(&path, 0, e))?;
         sealed.push(SealedSegment {
             id,
-            data: SegmentData::Sealed {
-                path: Arc::new(path),
-                map,
-            },
+            data: SegmentData::sealed(Arc::new(path), map),
             index,
         });
     }

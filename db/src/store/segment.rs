@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use disk::{Disk, File, Mapped};
 
 use crate::error::StoreError;
@@ -13,15 +14,27 @@ const OPTIMISTIC_READ_BYTES: u64 = 4096;
 /// Bytes a scan reads ahead from the open segment, so adjacent frames cost one `pread`.
 const READ_AHEAD_BYTES: u64 = 64 * 1024;
 
-/// A window of the open segment read ahead by a scan.
+/// A window of the open segment read ahead by a scan. Decoded events share it (their payloads
+/// are slices of it), so each refill reads into a new buffer.
 #[derive(Default)]
 pub struct ReadAhead {
     path: Option<Arc<PathBuf>>,
     start: u64,
-    bytes: Vec<u8>,
+    bytes: Bytes,
+    /// How far the scan will read: a refill reads no further than this plus one optimistic
+    /// read, so a short scan does not pay for the whole window.
+    until: u64,
 }
 
 impl ReadAhead {
+    /// A window for reads at offsets up to `last_offset` (of the frames' starts).
+    pub fn until(last_offset: u64) -> Self {
+        ReadAhead {
+            until: last_offset,
+            ..ReadAhead::default()
+        }
+    }
+
     /// Where the whole frame at `offset` of `path` sits in the window, if it does.
     fn find(&self, path: &Arc<PathBuf>, offset: u64) -> Option<usize> {
         if !self.path.as_ref().is_some_and(|p| Arc::ptr_eq(p, path)) || offset < self.start {
@@ -36,9 +49,9 @@ impl ReadAhead {
 
 /// The bytes of one segment, shareable with readers outside the bucket lock.
 pub enum SegmentData<D: Disk> {
-    /// A sealed segment: immutable, memory-mapped. Every read still verifies the CRC, since a
-    /// map shows whatever the disk now holds.
-    Sealed { path: Arc<PathBuf>, map: Mapped },
+    /// A sealed segment: immutable, memory-mapped (see [`SegmentData::sealed`]). Every read
+    /// still verifies the CRC, since a map shows whatever the disk now holds.
+    Sealed { path: Arc<PathBuf>, map: Bytes },
     /// The open segment: read with `pread`, only below `end`, its durable end when this
     /// handle was taken.
     Open {
@@ -65,6 +78,14 @@ impl<D: Disk> Clone for SegmentData<D> {
 }
 
 impl<D: Disk> SegmentData<D> {
+    /// A sealed segment's data; events read from it share the map rather than copy out of it.
+    pub fn sealed(path: Arc<PathBuf>, map: Mapped) -> Self {
+        SegmentData::Sealed {
+            path,
+            map: Bytes::from_owner(map),
+        }
+    }
+
     pub fn path(&self) -> &PathBuf {
         match self {
             SegmentData::Sealed { path, .. } | SegmentData::Open { path, .. } => path,
@@ -80,16 +101,17 @@ impl<D: Disk> SegmentData<D> {
     ) -> Result<TransactionRecord, StoreError> {
         let path = self.path();
         let owned;
-        let bytes: &[u8] = match self {
+        let (owner, bytes): (&Bytes, &[u8]) = match self {
             SegmentData::Sealed { map, .. } => {
                 let start = usize::try_from(offset).unwrap_or(usize::MAX);
-                map.get(start..).ok_or_else(|| {
+                let bytes = map.get(start..).ok_or_else(|| {
                     StoreError::corrupt(
                         path.as_path(),
                         offset,
                         "offset past the end of the segment",
                     )
-                })?
+                })?;
+                (map, bytes)
             }
             SegmentData::Open { file, end, .. } => {
                 // One read usually covers the whole frame; a second one fetches the rest of a
@@ -120,13 +142,14 @@ impl<D: Disk> SegmentData<D> {
                     file.read_at(offset + have as u64, &mut frame[have..])
                         .map_err(|e| StoreError::io("read", path.as_path(), e))?;
                 }
-                owned = frame;
-                &owned
+                owned = Bytes::from(frame);
+                (&owned, &owned[..])
             }
         };
         let frame = decode_frame(bytes, max_body)
             .map_err(|e| StoreError::frame(path.as_path(), offset, e))?;
-        TransactionRecord::decode(&frame).map_err(|e| StoreError::frame(path.as_path(), offset, e))
+        TransactionRecord::decode_shared(&frame, owner)
+            .map_err(|e| StoreError::frame(path.as_path(), offset, e))
     }
 
     /// As [`SegmentData::read_transaction`], but the open segment is read through `ahead`: a
@@ -144,10 +167,12 @@ impl<D: Disk> SegmentData<D> {
         let at = match ahead.find(path, offset) {
             Some(at) => at,
             None => {
-                let want = end.saturating_sub(offset).min(READ_AHEAD_BYTES) as usize;
-                ahead.bytes.resize(want, 0);
-                file.read_at(offset, &mut ahead.bytes)
+                let wanted = ahead.until.saturating_sub(offset) + OPTIMISTIC_READ_BYTES;
+                let want = end.saturating_sub(offset).min(READ_AHEAD_BYTES).min(wanted) as usize;
+                let mut window = vec![0; want];
+                file.read_at(offset, &mut window)
                     .map_err(|e| StoreError::io("read", path.as_path(), e))?;
+                ahead.bytes = Bytes::from(window);
                 ahead.path = Some(path.clone());
                 ahead.start = offset;
                 match ahead.find(path, offset) {
@@ -159,6 +184,7 @@ impl<D: Disk> SegmentData<D> {
         };
         let frame = decode_frame(&ahead.bytes[at..], max_body)
             .map_err(|e| StoreError::frame(path.as_path(), offset, e))?;
-        TransactionRecord::decode(&frame).map_err(|e| StoreError::frame(path.as_path(), offset, e))
+        TransactionRecord::decode_shared(&frame, &ahead.bytes)
+            .map_err(|e| StoreError::frame(path.as_path(), offset, e))
     }
 }

@@ -55,5 +55,5 @@ mod frame;
 mod inline;
 
 pub use decode::{DecodeError, Limits, MAX_DEPTH_CEILING, decode};
-pub use encode::{Protocol, encode};
+pub use encode::{Line, Protocol, Writer, encode};
 pub use frame::{Frame, FrameKind};

@@ -11,8 +11,13 @@ use crate::model::{
 };
 
 fn encode(frame: &Frame, proto: Protocol) -> String {
+    written(proto, |w| w.frame(frame))
+}
+
+/// What a reply written in place puts on the wire.
+fn written(proto: Protocol, write: impl FnOnce(&mut Writer<'_>)) -> String {
     let mut out = BytesMut::new();
-    net::encode(frame, proto, &mut out);
+    write(&mut Writer::new(&mut out, proto));
     String::from_utf8(out.to_vec()).unwrap()
 }
 
@@ -38,23 +43,23 @@ fn user_registered() -> Event {
 
 #[test]
 fn scan_reply_matches_sierradb_byte_for_byte() {
-    let reply = scan(&Scan {
+    let reply = Scan {
         events: vec![user_registered()],
         has_more: false,
-    });
+    };
     let sierradb = "%2\r\n+has_more\r\n#f\r\n+events\r\n*1\r\n%11\r\n+event_id\r\n+01a21ac6-648f-78f7-bb95-6feef04f9c90\r\n+partition_key\r\n+7e124fe8-fe28-5398-bb95-53973100148f\r\n+partition_id\r\n:21\r\n+transaction_id\r\n+f310b899-b1bb-4c03-95a6-1b9832151b17\r\n+partition_sequence\r\n:0\r\n+stream_version\r\n:0\r\n+timestamp\r\n:1795745539215\r\n+stream_id\r\n$8\r\nuser-123\r\n+event_name\r\n$14\r\nUserRegistered\r\n+metadata\r\n$0\r\n\r\n+payload\r\n$44\r\n{\"email\":\"alice@example.com\",\"name\":\"Alice\"}\r\n";
-    assert_eq!(encode(&reply, Protocol::Resp3), sierradb);
+    assert_eq!(written(Protocol::Resp3, |w| scan(w, &reply)), sierradb);
     assert_eq!(sierradb.len(), 430);
 }
 
 #[test]
 fn scan_reply_in_resp2_is_flat_arrays() {
-    let reply = scan(&Scan {
+    let reply = Scan {
         events: vec![],
         has_more: true,
-    });
+    };
     assert_eq!(
-        encode(&reply, Protocol::Resp2),
+        written(Protocol::Resp2, |w| scan(w, &reply)),
         "*4\r\n+has_more\r\n:1\r\n+events\r\n*0\r\n"
     );
 }
@@ -75,7 +80,7 @@ fn append_reply_matches_sierradb_byte_for_byte() {
         already_stored: false,
     };
     let sierradb = "%6\r\n+event_id\r\n+01a21ac7-0d7f-dd47-beb7-dfa70055c1a6\r\n+partition_key\r\n+c88a8aa0-0bcf-5aea-beb7-e0656332131f\r\n+partition_id\r\n:31\r\n+partition_sequence\r\n:0\r\n+stream_version\r\n:0\r\n+timestamp\r\n:1795745582463\r\n";
-    assert_eq!(encode(&append(&outcome), Protocol::Resp3), sierradb);
+    assert_eq!(written(Protocol::Resp3, |w| append(w, &outcome)), sierradb);
     assert_eq!(sierradb.len(), 203);
 }
 
@@ -96,7 +101,7 @@ fn multi_append_reply_has_sierradb_fields() {
         already_stored: false,
     };
     assert_eq!(
-        encode(&multi_append(&outcome), Protocol::Resp3),
+        written(Protocol::Resp3, |w| multi_append(w, &outcome)),
         "%5\r\n+partition_key\r\n+00000000-0000-0000-0000-000000000003\r\n+partition_id\r\n:25\r\n\
          +first_partition_sequence\r\n:7\r\n+last_partition_sequence\r\n:8\r\n+events\r\n*2\r\n\
          %4\r\n+event_id\r\n+00000000-0000-0000-0000-000000000001\r\n+stream_id\r\n+stream1\r\n\
@@ -118,17 +123,17 @@ fn message_push_matches_sierradb_byte_for_byte() {
         payload: Bytes::from_static(br#"{"live":2}"#),
         ..user_registered()
     };
-    let push = message_push(
-        id("5b933ea2-9896-4f02-8a46-09d02cad5ac7"),
-        0,
-        super::event(&event),
-    );
+    let push = |proto| {
+        written(proto, |w| {
+            message_push(w, id("5b933ea2-9896-4f02-8a46-09d02cad5ac7"), 0, &event)
+        })
+    };
     let sierradb = ">4\r\n+message\r\n+5b933ea2-9896-4f02-8a46-09d02cad5ac7\r\n:0\r\n%11\r\n+event_id\r\n+01a21ac7-15bb-cac7-bb95-7e394a21e97c\r\n+partition_key\r\n+7e124fe8-fe28-5398-bb95-53973100148f\r\n+partition_id\r\n:21\r\n+transaction_id\r\n+57c8176e-5a6a-4988-9885-9bfa81d2a570\r\n+partition_sequence\r\n:5\r\n+stream_version\r\n:4\r\n+timestamp\r\n:1795745584571\r\n+stream_id\r\n$8\r\nuser-123\r\n+event_name\r\n$10\r\nLiveEvent2\r\n+metadata\r\n$0\r\n\r\n+payload\r\n$10\r\n{\"live\":2}\r\n";
-    assert_eq!(encode(&push, Protocol::Resp3), sierradb);
+    assert_eq!(push(Protocol::Resp3), sierradb);
     assert_eq!(sierradb.len(), 417);
     // RESP2 clients get the same push as an array with the map flattened.
-    assert!(encode(&push, Protocol::Resp2).starts_with("*4\r\n+message\r\n"));
-    assert!(encode(&push, Protocol::Resp2).contains(":0\r\n*22\r\n+event_id\r\n"));
+    assert!(push(Protocol::Resp2).starts_with("*4\r\n+message\r\n"));
+    assert!(push(Protocol::Resp2).contains(":0\r\n*22\r\n+event_id\r\n"));
 }
 
 #[test]

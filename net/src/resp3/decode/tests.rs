@@ -627,3 +627,87 @@ fn protocol_error_messages_read_well_in_a_reply() {
         assert_eq!(err.to_string(), message);
     }
 }
+
+mod request_fast_path {
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A request (an array of blob strings), often damaged: a header digit or CRLF changed,
+    /// cut short, or with another frame after it.
+    fn request_bytes() -> impl Strategy<Value = Vec<u8>> {
+        (
+            vec(vec(any::<u8>(), 0..40), 0..6),
+            any::<bool>(),
+            prop::option::of((any::<prop::sample::Index>(), any::<u8>())),
+            prop::option::of(any::<prop::sample::Index>()),
+        )
+            .prop_map(|(args, pipelined, damage, cut)| {
+                let mut out = format!("*{}\r\n", args.len()).into_bytes();
+                for arg in &args {
+                    out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+                    out.extend_from_slice(arg);
+                    out.extend_from_slice(b"\r\n");
+                }
+                if pipelined {
+                    out.extend_from_slice(b"*1\r\n$4\r\nPING\r\n");
+                }
+                if let Some((at, byte)) = damage {
+                    let at = at.index(out.len());
+                    out[at] = byte;
+                }
+                if let Some(cut) = cut {
+                    out.truncate(cut.index(out.len() + 1));
+                }
+                out
+            })
+    }
+
+    fn limits() -> impl Strategy<Value = Limits> {
+        (0usize..80, 0usize..50, 0usize..8, 0usize..3, 0usize..4).prop_map(
+            |(frame, bulk, elements, depth, inline)| Limits {
+                max_frame_bytes: frame * 4,
+                max_bulk_bytes: bulk,
+                max_elements: elements,
+                max_depth: depth,
+                max_inline_bytes: inline,
+            },
+        )
+    }
+
+    /// What `decode` answers without its fast path.
+    fn general(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Frame>, DecodeError> {
+        match buf.first() {
+            Some(&first) if FrameKind::from_type_byte(first).is_none() => {
+                inline::decode(buf, limits)
+            }
+            _ => decode_any(buf, limits),
+        }
+    }
+
+    proptest! {
+        /// The fast path for requests answers exactly as the general decoder does: the same
+        /// frame or error, and the same bytes left behind.
+        #[test]
+        fn agrees_with_the_general_decoder(input in request_bytes(), limits in limits()) {
+            let mut fast = BytesMut::from(&input[..]);
+            let mut general = fast.clone();
+            let fast_result = decode(&mut fast, &limits);
+            let general_result = super::request_fast_path::general(&mut general, &limits);
+            prop_assert_eq!(&fast_result, &general_result);
+            if fast_result.is_ok() {
+                prop_assert_eq!(fast, general);
+            }
+        }
+
+        #[test]
+        fn agrees_with_the_general_decoder_at_default_limits(input in request_bytes()) {
+            let limits = Limits::default();
+            let mut fast = BytesMut::from(&input[..]);
+            let mut general = fast.clone();
+            prop_assert_eq!(decode(&mut fast, &limits), super::request_fast_path::general(&mut general, &limits));
+            prop_assert_eq!(fast, general);
+        }
+    }
+}

@@ -147,3 +147,53 @@ fn doubles_round_trip_exactly() {
         assert!(matches!(frame, Frame::Double(y) if y.to_bits() == x.to_bits()));
     }
 }
+
+#[test]
+fn integers_at_the_edges_of_i64() {
+    assert_encodes(Frame::int(0), b":0\r\n", b":0\r\n");
+    assert_encodes(
+        Frame::int(i64::MAX),
+        b":9223372036854775807\r\n",
+        b":9223372036854775807\r\n",
+    );
+    assert_encodes(
+        Frame::int(i64::MIN),
+        b":-9223372036854775808\r\n",
+        b":-9223372036854775808\r\n",
+    );
+}
+
+/// The writer puts, item by item, exactly the bytes `encode` writes for the same frame tree.
+#[test]
+fn writer_matches_encode_item_by_item() {
+    let tree = Frame::push(vec![
+        Frame::simple("message"),
+        Frame::map(vec![
+            (Frame::simple("id"), Frame::int(-7)),
+            (Frame::simple("ok"), Frame::boolean(true)),
+            (Frame::simple("none"), Frame::Null),
+            (Frame::simple("data"), Frame::bulk("a\r\nb")),
+            (Frame::simple("line"), Frame::simple("c\rd")),
+        ]),
+        Frame::array(vec![]),
+    ]);
+    for proto in [Protocol::Resp3, Protocol::Resp2] {
+        let mut out = BytesMut::new();
+        let mut w = Writer::new(&mut out, proto);
+        w.push(3);
+        w.simple(b"message");
+        w.map(5);
+        w.simple(b"id");
+        w.int(-7);
+        w.simple(b"ok");
+        w.boolean(true);
+        w.simple(b"none");
+        w.null();
+        w.simple(b"data");
+        w.blob(b"a\r\nb");
+        w.simple(b"line");
+        w.simple(b"c\rd");
+        w.array(0);
+        assert_eq!(out, encoded(&tree, proto), "{proto:?}");
+    }
+}
