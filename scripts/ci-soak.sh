@@ -5,15 +5,21 @@
 #    `--planted-bug` names one, so one build serves both steps).
 # 2. Teeth: with each planted bug switched on, a soak over every scenario must report a
 #    violation within 200 seeds; a bug that goes uncaught fails CI.
-# 3. Soak: SIM_SEEDS seeds (default 420, i.e. about 22 per scenario) round-robin over every
-#    scenario on SIM_JOBS threads, from SIM_SEED_BASE. Any violation fails CI and prints the
-#    failing seeds with their replay commands. Prints throughput (seeds/s, simulated/wall).
+# 3. Soak: SIM_SEEDS seeds (default 1000, about 53 per scenario, ~7 simulated seconds each)
+#    round-robin over every scenario on SIM_JOBS threads, from SIM_SEED_BASE, each scenario's
+#    duration multiplied by SIM_STRETCH (default 1: the scenarios as written). Any violation
+#    fails CI and prints the failing seeds with their replay commands (which repeat the
+#    stretch). Prints throughput (seeds/s, simulated/wall). On the shared 2-core machine the
+#    default took about 4.5 minutes (see docs/simulation.md, Speed). Stretching past 1 lengthens
+#    the backlog a subscriber with a small window must catch up after healing, which the
+#    subscription scenarios' 5 s liveness bound does not always allow (see Speed).
 #
 # The last line is the soak's own "soak: N passed, M failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-seeds="${SIM_SEEDS:-420}"
+seeds="${SIM_SEEDS:-1000}"
+stretch="${SIM_STRETCH:-1}"
 jobs="${SIM_JOBS:-2}"
 seed_base="${SIM_SEED_BASE:-0}"
 teeth_window=200
@@ -36,9 +42,10 @@ for bug in ack-before-sync skip-crc-check recover-keeps-torn-tail version-check-
     fi
 done
 
-echo "== soak: ${seeds} seeds over every scenario, ${jobs} jobs, seed base ${seed_base}"
+echo "== soak: ${seeds} seeds over every scenario, ${jobs} jobs, seed base ${seed_base}, stretch ${stretch}"
 status=0
-"$bin" soak --seeds "$seeds" --jobs "$jobs" --seed-base "$seed_base" --no-progress || status=$?
+"$bin" soak --seeds "$seeds" --jobs "$jobs" --seed-base "$seed_base" --stretch "$stretch" \
+    --no-progress || status=$?
 if [[ "$teeth_failed" != 0 ]]; then
     echo "ci-soak: a planted bug went uncaught (see above)"
     exit 1

@@ -51,6 +51,19 @@ struct Common {
     /// Switch on one of the store's planted bugs (needs `--features planted-bugs`).
     #[arg(long, value_name = "NAME")]
     planted_bug: Option<String>,
+    /// Multiply every scenario's workload duration by this factor (e.g. 2 for seeds twice as
+    /// long); replay commands repeat it. 1 leaves every run and hash as it is.
+    #[arg(long, value_name = "FACTOR", default_value_t = 1.0, value_parser = parse_stretch)]
+    stretch: f64,
+}
+
+fn parse_stretch(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(f) if f.is_finite() && f > 0.0 => Ok(f),
+        _ => Err(format!(
+            "{text:?}: expected a positive factor, e.g. 2 or 1.5"
+        )),
+    }
 }
 
 #[derive(Args, Debug)]
@@ -171,7 +184,9 @@ fn load(name: &str, common: &Common) -> anyhow::Result<Scenario> {
         let stem = name.trim_end_matches(".toml");
         common.scenarios_dir.join(format!("{stem}.toml"))
     };
-    Ok(Scenario::load(&path)?)
+    let mut scenario = Scenario::load(&path)?;
+    scenario.stretch(common.stretch);
+    Ok(scenario)
 }
 
 fn replay_command(scenario: &Scenario, seed: u64, planted: Option<&str>) -> String {
@@ -179,8 +194,11 @@ fn replay_command(scenario: &Scenario, seed: u64, planted: Option<&str>) -> Stri
         Some(b) => (" --features planted-bugs", format!(" --planted-bug {b}")),
         None => ("", String::new()),
     };
+    let stretch = scenario
+        .stretch
+        .map_or(String::new(), |f| format!(" --stretch {f}"));
     format!(
-        "cargo run --release -p sierradb-bin --bin sierradb-sim{features} -- replay {} --seed {seed}{bug} --trace {}-{seed}.jsonl",
+        "cargo run --release -p sierradb-bin --bin sierradb-sim{features} -- replay {} --seed {seed}{bug}{stretch} --trace {}-{seed}.jsonl",
         scenario.path.display(),
         scenario.name
     )
@@ -409,7 +427,9 @@ struct Row {
 fn cmd_soak(args: SoakArgs) -> anyhow::Result<ExitCode> {
     plant(&args.common)?;
     let scenarios = if args.scenarios.is_empty() {
-        Scenario::load_dir(&args.common.scenarios_dir)?
+        let mut all = Scenario::load_dir(&args.common.scenarios_dir)?;
+        all.iter_mut().for_each(|s| s.stretch(args.common.stretch));
+        all
     } else {
         args.scenarios
             .iter()

@@ -9,6 +9,7 @@
 //! Every entry is also a line of the [`Trace`], so the trace hash covers what each operation
 //! asked for and what it got back.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -58,6 +59,59 @@ impl fmt::Display for Eid {
 impl Serialize for Eid {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
+    }
+}
+
+/// Event ids to small numbers in O(1): the workload's ids (`c<client>.<n>`, [`Eid`]) are
+/// dense per client, so a table per client indexed by `n` finds them without a search;
+/// anything else (ids the workload never made, transaction and unused-id spaces) goes to a
+/// map. Lookups only: nothing iterates it.
+#[derive(Debug, Default)]
+pub(crate) struct EidIndex {
+    by_client: Vec<Vec<u32>>,
+    other: BTreeMap<Eid, u32>,
+}
+
+impl EidIndex {
+    const NONE: u32 = u32::MAX;
+    /// Ids with a counter below this (and a client below `MAX_CLIENT`) go to the tables.
+    const MAX_N: u64 = 1 << 24;
+    const MAX_CLIENT: u64 = 1 << 16;
+
+    fn dense(id: Eid) -> Option<(usize, usize)> {
+        let client = (id.0 >> 64) as u64;
+        let n = id.0 as u64;
+        ((1..=Self::MAX_CLIENT).contains(&client) && n < Self::MAX_N)
+            .then(|| ((client - 1) as usize, n as usize))
+    }
+
+    /// Sets `id`'s number unless it has one.
+    pub(crate) fn insert_new(&mut self, id: Eid, value: u32) {
+        match Self::dense(id) {
+            Some((client, n)) => {
+                if self.by_client.len() <= client {
+                    self.by_client.resize_with(client + 1, Vec::new);
+                }
+                let table = &mut self.by_client[client];
+                if table.len() <= n {
+                    table.resize(n + 1, Self::NONE);
+                }
+                if table[n] == Self::NONE {
+                    table[n] = value;
+                }
+            }
+            None => {
+                self.other.entry(id).or_insert(value);
+            }
+        }
+    }
+
+    pub(crate) fn get(&self, id: Eid) -> Option<u32> {
+        let found = match Self::dense(id) {
+            Some((client, n)) => *self.by_client.get(client)?.get(n)?,
+            None => *self.other.get(&id)?,
+        };
+        (found != Self::NONE).then_some(found)
     }
 }
 
@@ -506,6 +560,47 @@ struct RecoveryLine<'a> {
     recovery: &'a Recovery,
 }
 
+/// A delivery's trace line. Its fields are in sorted order, as `serde_json::json!` (a sorted
+/// map) wrote them before this struct replaced it, so the line and the hash are unchanged;
+/// the struct saves building a map per delivery.
+#[derive(Serialize)]
+struct DeliverLine<'a> {
+    cursor: u64,
+    e: &'static str,
+    event: SortedSeenEvent<'a>,
+    sub: u64,
+    t: u64,
+}
+
+/// An acknowledgement's trace line, fields sorted as in [`DeliverLine`].
+#[derive(Serialize)]
+struct AckLine {
+    accepted: bool,
+    cursor: u64,
+    e: &'static str,
+    sub: u64,
+    t: u64,
+}
+
+/// A [`SeenEvent`] with its fields in sorted order (as a `serde_json::Value` map holds them).
+struct SortedSeenEvent<'a>(&'a SeenEvent);
+
+impl Serialize for SortedSeenEvent<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let e = self.0;
+        let mut st = s.serialize_struct("SeenEvent", 7)?;
+        st.serialize_field("digest", &e.digest)?;
+        st.serialize_field("id", &e.id)?;
+        st.serialize_field("partition", &e.partition)?;
+        st.serialize_field("seq", &e.seq)?;
+        st.serialize_field("stream", &e.stream)?;
+        st.serialize_field("txn", &e.txn)?;
+        st.serialize_field("version", &e.version)?;
+        st.end()
+    }
+}
+
 /// A fault as it happened (the schedule says what was planned; a power cut fires later).
 #[derive(Clone, Debug, Serialize)]
 pub struct FaultRecord {
@@ -755,19 +850,25 @@ impl HistoryLog {
 
     pub fn deliver(&self, sub: u64, delivered: Delivered) {
         let mut h = self.lock();
-        h.trace.record(&serde_json::json!({
-            "t": delivered.at_ns, "e": "deliver", "sub": sub, "cursor": delivered.cursor,
-            "event": delivered.event,
-        }));
+        h.trace.record(&DeliverLine {
+            cursor: delivered.cursor,
+            e: "deliver",
+            event: SortedSeenEvent(&delivered.event),
+            sub,
+            t: delivered.at_ns,
+        });
         h.subscriptions[sub as usize].deliveries.push(delivered);
     }
 
     pub fn ack(&self, sub: u64, acked: Acked) {
         let mut h = self.lock();
-        h.trace.record(&serde_json::json!({
-            "t": acked.at_ns, "e": "ack", "sub": sub, "cursor": acked.cursor,
-            "accepted": acked.accepted,
-        }));
+        h.trace.record(&AckLine {
+            accepted: acked.accepted,
+            cursor: acked.cursor,
+            e: "ack",
+            sub,
+            t: acked.at_ns,
+        });
         h.subscriptions[sub as usize].acks.push(acked);
     }
 
@@ -804,6 +905,47 @@ mod tests {
         let id = Eid::new(3, 17);
         assert_eq!(id.to_string(), "c3.17");
         assert_eq!(Eid::from_uuid(id.uuid()), id);
+    }
+
+    #[test]
+    fn delivery_and_ack_lines_match_the_sorted_map_form() {
+        for (stream, digest) in [(Some(StreamRef(3)), 0x1234_5678_9abc_def0), (None, 0)] {
+            let event = SeenEvent {
+                id: Eid::new(2, 9),
+                stream,
+                version: 4,
+                partition: 7,
+                seq: 11,
+                txn: Eid::new(2, 10 | 1 << 63),
+                digest,
+            };
+            let line = serde_json::to_string(&DeliverLine {
+                cursor: 5,
+                e: "deliver",
+                event: SortedSeenEvent(&event),
+                sub: 3,
+                t: 99,
+            })
+            .unwrap();
+            let map = serde_json::json!({
+                "t": 99, "e": "deliver", "sub": 3, "cursor": 5, "event": event,
+            });
+            assert_eq!(line, map.to_string());
+        }
+        for accepted in [true, false] {
+            let line = serde_json::to_string(&AckLine {
+                accepted,
+                cursor: 8,
+                e: "ack",
+                sub: 1,
+                t: 1_000_000_007,
+            })
+            .unwrap();
+            let map = serde_json::json!({
+                "t": 1_000_000_007u64, "e": "ack", "sub": 1, "cursor": 8, "accepted": accepted,
+            });
+            assert_eq!(line, map.to_string());
+        }
     }
 
     #[test]

@@ -57,6 +57,8 @@ pub fn pin(scenario: &Scenario, derived: &Derived) -> Scenario {
     let mut pinned = scenario.clone();
     pinned.swarm = false;
     pinned.duration = Range::one(Nanos(derived.duration_ns));
+    // The stretched duration is now written out: replaying the file needs no `--stretch`.
+    pinned.stretch = None;
     let w = &derived.workload;
     let count = |n: u32| Range::one(Count(u64::from(n)));
     pinned.workload.clients = count(w.clients);

@@ -40,6 +40,25 @@ impl Fnv64 {
     }
 }
 
+/// Feeds whatever is written into a running hash.
+struct HashWriter<'a>(&'a mut Fnv64);
+
+impl std::io::Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf);
+        Ok(buf.len())
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.0.write(buf);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// The running hash and, optionally, every line.
 #[derive(Debug, Default)]
 pub struct Trace {
@@ -58,15 +77,20 @@ impl Trace {
         }
     }
 
-    /// Folds one event into the hash (and keeps it as a line if asked to).
+    /// Folds one event into the hash (and keeps it as a line if asked to). Without kept
+    /// lines the JSON is hashed as it is written, never held in a string.
     pub fn record(&mut self, event: &impl Serialize) {
-        let line = serde_json::to_string(event).expect("trace events serialize");
-        self.hash.write(line.as_bytes());
-        self.hash.write(b"\n");
         self.count += 1;
-        if let Some(lines) = &mut self.lines {
-            lines.push(line);
+        match &mut self.lines {
+            Some(lines) => {
+                let line = serde_json::to_string(event).expect("trace events serialize");
+                self.hash.write(line.as_bytes());
+                lines.push(line);
+            }
+            None => serde_json::to_writer(HashWriter(&mut self.hash), event)
+                .expect("trace events serialize"),
         }
+        self.hash.write(b"\n");
     }
 
     /// Lines recorded so far.

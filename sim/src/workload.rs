@@ -117,17 +117,29 @@ impl Streams {
 /// with different initial values (hardware-accelerated; reads digest every event they return,
 /// so this is on the hot path), each over every field with its length.
 pub fn digest(stream: &str, name: &str, metadata: &[u8], payload: &[u8], timestamp_ms: u64) -> u64 {
+    // The same bytes as one update per part would feed, gathered first: two CRC calls over
+    // one buffer cost far less than eighteen over small pieces.
+    let parts = [stream.as_bytes(), name.as_bytes(), metadata, payload];
+    let mut buf = [0u8; 512];
+    let total = parts.iter().map(|p| 8 + p.len()).sum::<usize>() + 8;
+    let mut heap = Vec::new();
+    let bytes: &mut [u8] = if total <= buf.len() {
+        &mut buf[..total]
+    } else {
+        heap.resize(total, 0);
+        &mut heap
+    };
+    let mut at = 0;
+    for part in parts {
+        bytes[at..at + 8].copy_from_slice(&(part.len() as u64).to_le_bytes());
+        bytes[at + 8..at + 8 + part.len()].copy_from_slice(part);
+        at += 8 + part.len();
+    }
+    bytes[at..].copy_from_slice(&timestamp_ms.to_le_bytes());
     let mut low = crc32fast::Hasher::new_with_initial(0x5157_u32);
     let mut high = crc32fast::Hasher::new_with_initial(0x9e37_79b9);
-    for part in [stream.as_bytes(), name.as_bytes(), metadata, payload] {
-        let len = (part.len() as u64).to_le_bytes();
-        low.update(&len);
-        low.update(part);
-        high.update(&len);
-        high.update(part);
-    }
-    low.update(&timestamp_ms.to_le_bytes());
-    high.update(&timestamp_ms.to_le_bytes());
+    low.update(bytes);
+    high.update(bytes);
     u64::from(high.finalize()) << 32 | u64::from(low.finalize())
 }
 
@@ -147,6 +159,29 @@ pub fn seen(event: &Event) -> SeenEvent {
             &event.payload,
             event.timestamp_ms,
         ),
+    }
+}
+
+/// What a client remembers of a read's outcome (the outcome itself goes to the history).
+enum ReadSummary {
+    Position(Option<u64>),
+    Events {
+        last_version: Option<u64>,
+        has_more: bool,
+    },
+    Other,
+}
+
+impl ReadSummary {
+    fn of(out: &Output) -> ReadSummary {
+        match out {
+            Output::Position { last } => ReadSummary::Position(*last),
+            Output::Events { events, has_more } => ReadSummary::Events {
+                last_version: events.last().map(|e| e.version),
+                has_more: *has_more,
+            },
+            _ => ReadSummary::Other,
+        }
     }
 }
 
@@ -430,7 +465,7 @@ impl Client {
                         }
                     })
                     .await;
-                if let Output::Position { last } = out {
+                if let ReadSummary::Position(last) = out {
                     know.versions.insert(stream, last);
                 }
             }
@@ -446,7 +481,7 @@ impl Client {
                         }
                     })
                     .await;
-                if let Output::Position { last: Some(s) } = out {
+                if let ReadSummary::Position(Some(s)) = out {
                     know.sequences.insert(partition, s);
                 }
             }
@@ -529,7 +564,7 @@ impl Client {
         kind: OpKind,
         input: Input,
         read: impl FnOnce(&db::Db<disk::SimDisk>) -> Output,
-    ) -> Output {
+    ) -> ReadSummary {
         let request = self
             .resp
             .as_ref()
@@ -553,8 +588,9 @@ impl Client {
                 }
             }
         };
-        self.log.complete(op, self.now(), out.clone());
-        out
+        let summary = ReadSummary::of(&out);
+        self.log.complete(op, self.now(), out);
+        summary
     }
 
     async fn get(&mut self, know: &mut Knowledge) {
@@ -632,13 +668,14 @@ impl Client {
             })
             .await;
         // A forward read to the end shows the stream's version at that moment.
-        if let Output::Events { events, has_more } = &out
+        if let ReadSummary::Events {
+            last_version: Some(last),
+            has_more: false,
+        } = out
             && !backward
             && to.is_none()
-            && !has_more
-            && let Some(last) = events.last()
         {
-            know.versions.insert(stream, Some(last.version));
+            know.versions.insert(stream, Some(last));
         }
     }
 
@@ -754,4 +791,38 @@ pub async fn probe(
         env.sleep(Duration::from_millis(50)).await;
     }
     (None, attempts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::digest;
+
+    /// The digest as first written: one CRC update per piece.
+    fn piecewise(stream: &str, name: &str, metadata: &[u8], payload: &[u8], ts: u64) -> u64 {
+        let mut low = crc32fast::Hasher::new_with_initial(0x5157_u32);
+        let mut high = crc32fast::Hasher::new_with_initial(0x9e37_79b9);
+        for part in [stream.as_bytes(), name.as_bytes(), metadata, payload] {
+            let len = (part.len() as u64).to_le_bytes();
+            low.update(&len);
+            low.update(part);
+            high.update(&len);
+            high.update(part);
+        }
+        low.update(&ts.to_le_bytes());
+        high.update(&ts.to_le_bytes());
+        u64::from(high.finalize()) << 32 | u64::from(low.finalize())
+    }
+
+    #[test]
+    fn digest_is_the_piecewise_crc() {
+        let big = vec![7u8; 2000];
+        for payload in [&b""[..], b"probe", &big[..100], &big[..]] {
+            for meta in [&b""[..], b"m", &big[..600]] {
+                assert_eq!(
+                    digest("s12", "event", meta, payload, 1_700_000_000_123),
+                    piecewise("s12", "event", meta, payload, 1_700_000_000_123)
+                );
+            }
+        }
+    }
 }

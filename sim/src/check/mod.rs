@@ -40,7 +40,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::history::{Eid, History, Op, SeenEvent, SentEvent};
+use crate::history::{Eid, EidIndex, History, Op, SeenEvent, SentEvent};
 use crate::scenario::Derived;
 use crate::snapshot::Snapshot;
 use crate::workload::Streams;
@@ -173,10 +173,21 @@ pub fn run_all(input: &CheckInput<'_>) -> Vec<CheckResult> {
         .collect()
 }
 
+/// One node's stored events, found by id in O(1), each with whether an append could have
+/// stored it as it is (computed once: reads and deliveries return the same events again and
+/// again).
+#[derive(Default)]
+struct StoredIndex<'a> {
+    ids: EidIndex,
+    events: Vec<(&'a SeenEvent, bool)>,
+}
+
 /// Indexes over the history and snapshot that several checkers share.
 pub struct Facts<'a> {
     /// Per node: every event the final snapshot holds, by id.
     pub stored: Vec<BTreeMap<Eid, &'a SeenEvent>>,
+    /// The same, per node, for lookups in O(1).
+    stored_index: Vec<StoredIndex<'a>>,
     /// Per (node, event id): the appends that sent an event with that id, and which one.
     pub carriers: BTreeMap<(u32, Eid), Vec<(&'a Op, &'a SentEvent)>>,
     /// Per (node, transaction id): the events the transaction sent.
@@ -212,11 +223,31 @@ impl<'a> Facts<'a> {
                 }
             }
         }
-        Facts {
+        let mut facts = Facts {
             stored,
+            stored_index: Vec::new(),
             carriers,
             txns,
-        }
+        };
+        facts.stored_index = (0..input.derived.nodes)
+            .map(|n| {
+                let mut index = StoredIndex::default();
+                for (&id, &e) in &facts.stored[n as usize] {
+                    let has_writer = facts.writers(n, e).next().is_some();
+                    index.ids.insert_new(id, index.events.len() as u32);
+                    index.events.push((e, has_writer));
+                }
+                index
+            })
+            .collect();
+        facts
+    }
+
+    /// The event the final snapshot of `node` holds under `id` (as [`Facts::stored`], in
+    /// O(1)).
+    pub fn stored_event(&self, node: u32, id: Eid) -> Option<&'a SeenEvent> {
+        let index = self.stored_index.get(node as usize)?;
+        Some(index.events[index.ids.get(id)? as usize].0)
     }
 
     /// The appends that could have stored `event`: same id, same content, same transaction.
@@ -224,8 +255,16 @@ impl<'a> Facts<'a> {
         self.writers(node, event).collect()
     }
 
-    /// Whether any append could have stored `event` (no allocation: reads check every event).
+    /// Whether any append could have stored `event` (no allocation: reads check every event;
+    /// an event as the final state holds it is answered from the index).
     pub fn has_writer(&self, node: u32, event: &SeenEvent) -> bool {
+        if let Some(index) = self.stored_index.get(node as usize)
+            && let Some(i) = index.ids.get(event.id)
+            && let (stored, has_writer) = index.events[i as usize]
+            && stored == event
+        {
+            return has_writer;
+        }
         self.writers(node, event).next().is_some()
     }
 

@@ -138,8 +138,8 @@ fn run(input: &CheckInput<'_>, facts: &Facts<'_>, f: &mut Findings) {
                         ),
                     );
                 }
-                match facts.stored[node as usize].get(&e.id) {
-                    Some(in_partition) if *in_partition == e => {}
+                match facts.stored_event(node, e.id) {
+                    Some(in_partition) if in_partition == e => {}
                     Some(in_partition) => f.violation(
                         Some(node),
                         vec![],

@@ -119,8 +119,8 @@ fn event(op: &Op, e: &SeenEvent, facts: &Facts<'_>, corruption: bool, f: &mut Fi
         );
         return;
     }
-    match facts.stored[op.node as usize].get(&e.id) {
-        Some(stored) if *stored == e => {}
+    match facts.stored_event(op.node, e.id) {
+        Some(stored) if stored == e => {}
         Some(stored) => f.violation(
             Some(op.node),
             vec![op.id],

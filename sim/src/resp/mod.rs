@@ -39,7 +39,7 @@
 pub mod command;
 pub mod reply;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -52,7 +52,7 @@ use std::task::{Context, Poll, Waker};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 
-use crate::history::{Eid, History, Output, SeenEvent};
+use crate::history::{Eid, EidIndex, History, Output, SeenEvent};
 use crate::net::{SimNetwork, SimStream};
 use crate::node::timeout;
 use crate::rt::SimEnv;
@@ -388,7 +388,8 @@ pub fn relabel_transactions(history: &mut History, snapshot: &mut Snapshot) {
     }
     // (node, server id) -> the client transactions its events map to.
     let mut seen: BTreeMap<(u32, Eid), Vec<Option<Eid>>> = BTreeMap::new();
-    let mut stored: BTreeSet<(u32, Eid)> = BTreeSet::new();
+    // Per node, the ids the final state holds (O(1) lookups: every read event asks).
+    let mut stored: Vec<EidIndex> = Vec::new();
     let mut observe = |node: u32, e: &SeenEvent| {
         let client = sent.get(&(node, e.id, e.digest)).copied().flatten();
         let list = seen.entry((node, e.txn)).or_default();
@@ -402,13 +403,19 @@ pub fn relabel_transactions(history: &mut History, snapshot: &mut Snapshot) {
                 .values()
                 .flat_map(|log| log.slots.iter().filter_map(|s| s.event()))
             {
-                stored.insert((node as u32, e.id));
+                if stored.len() <= node {
+                    stored.resize_with(node + 1, EidIndex::default);
+                }
+                stored[node].insert_new(e.id, 0);
                 observe(node as u32, e);
             }
         }
     }
     let mut elsewhere = |node: u32, e: &SeenEvent| {
-        if !stored.contains(&(node, e.id)) {
+        let held = stored
+            .get(node as usize)
+            .is_some_and(|ids| ids.get(e.id).is_some());
+        if !held {
             observe(node, e);
         }
     };
@@ -439,9 +446,20 @@ pub fn relabel_transactions(history: &mut History, snapshot: &mut Snapshot) {
             }
         }
     }
-    let relabel = |node: u32, e: &mut SeenEvent| {
-        if let Some(client) = rename.get(&(node, e.txn)) {
-            e.txn = *client;
+    // Events of one transaction come together (scans, deliveries): remember the last answer.
+    let mut last: Option<((u32, Eid), Option<Eid>)> = None;
+    let mut relabel = |node: u32, e: &mut SeenEvent| {
+        let key = (node, e.txn);
+        let client = match last {
+            Some((k, client)) if k == key => client,
+            _ => {
+                let client = rename.get(&key).copied();
+                last = Some((key, client));
+                client
+            }
+        };
+        if let Some(client) = client {
+            e.txn = client;
         }
     };
     for op in &mut history.ops {

@@ -70,6 +70,10 @@ pub struct Scenario {
     /// Where the scenario was read from (not a key in the file).
     #[serde(skip)]
     pub path: PathBuf,
+    /// The factor [`Scenario::stretch`] multiplied `duration` by, if any (not a key in the
+    /// file: the command line's `--stretch`, which a replay needs again).
+    #[serde(skip)]
+    pub stretch: Option<f64>,
 }
 
 /// The simulated node(s): each runs its own store on its own disk (no replication yet).
@@ -438,6 +442,27 @@ impl Default for CheckSpec {
 
 impl Scenario {
     /// Reads and validates a scenario file.
+    /// Multiplies the workload's duration (both ends of its range) by `factor`, so a soak can
+    /// run longer seeds of the same situations: the fault generators keep their rates and run
+    /// for longer; explicit schedule entries keep their times. A factor of 1 changes nothing
+    /// (the same seed gives the same run and hash). Panics unless `factor` is finite and
+    /// positive.
+    pub fn stretch(&mut self, factor: f64) {
+        assert!(
+            factor.is_finite() && factor > 0.0,
+            "stretch factor must be positive, got {factor}"
+        );
+        if factor == 1.0 {
+            return;
+        }
+        let scale = |n: Nanos| Nanos((n.0 as f64 * factor).round() as u64);
+        self.duration = Range {
+            low: scale(self.duration.low),
+            high: scale(self.duration.high),
+        };
+        self.stretch = Some(self.stretch.unwrap_or(1.0) * factor);
+    }
+
     pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
         let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
             path: path.to_owned(),
@@ -561,6 +586,12 @@ mod tests {
         assert_eq!(s.name, "minimal");
         assert_eq!(s.node.count, 1);
         assert_eq!(s.duration.low, Nanos(2_000_000_000));
+        let mut longer = s.clone();
+        longer.stretch(1.0);
+        assert_eq!((longer.duration, longer.stretch), (s.duration, None));
+        longer.stretch(2.5);
+        assert_eq!(longer.duration.high, Nanos(5_000_000_000));
+        assert_eq!(longer.stretch, Some(2.5));
     }
 
     #[test]
