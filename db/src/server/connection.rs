@@ -353,12 +353,12 @@ where
             }
             Command::Get(id) => return Ok(self.answer(&execute::get(store, id)?)),
             Command::ScanStream(scan) => {
-                return Ok(self.answer(&execute::scan_stream(store, &scan)?));
+                return Ok(self.answer(&execute::scan_stream(store, &shared.keys, &scan)?));
             }
             Command::StreamVersion {
                 stream_id,
                 partition_key,
-            } => execute::stream_version(store, &stream_id, partition_key),
+            } => execute::stream_version(store, &shared.keys, &stream_id, partition_key),
             Command::ScanPartition(scan) => {
                 return Ok(self.answer(&execute::scan_partition(store, &scan)?));
             }

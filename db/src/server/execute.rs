@@ -19,6 +19,7 @@ use super::Shared;
 use super::command::{Append, EventSpec, MultiAppend, ScanPartition, ScanStream};
 use super::errors::ServerError;
 use super::id::generate_event_id;
+use super::keys::PartitionKeys;
 use super::reply;
 use crate::env::Env;
 use crate::model::{
@@ -103,7 +104,7 @@ pub(super) fn prepare_append<E: Env, D: Disk>(
 ) -> Result<Transaction, ServerError> {
     let key = command
         .partition_key
-        .unwrap_or_else(|| PartitionKey::for_stream(&command.event.stream_id));
+        .unwrap_or_else(|| shared.keys.of(&command.event.stream_id));
     transaction(shared, key, vec![command.event])
 }
 
@@ -163,11 +164,12 @@ pub(super) fn get<D: Disk>(store: &Store<D>, id: EventId) -> Result<Reply, Serve
 /// `ESCAN`.
 pub(super) fn scan_stream<D: Disk>(
     store: &Store<D>,
+    keys: &PartitionKeys,
     command: &ScanStream,
 ) -> Result<Reply, ServerError> {
     let key = command
         .partition_key
-        .unwrap_or_else(|| PartitionKey::for_stream(&command.stream_id));
+        .unwrap_or_else(|| keys.of(&command.stream_id));
     let from = StreamVersion(command.start);
     let to = command.end.map(StreamVersion);
     let scan = if command.reverse {
@@ -181,10 +183,11 @@ pub(super) fn scan_stream<D: Disk>(
 /// `ESVER`.
 pub(super) fn stream_version<D: Disk>(
     store: &Store<D>,
+    keys: &PartitionKeys,
     stream_id: &StreamId,
     partition_key: Option<PartitionKey>,
 ) -> Frame {
-    let key = partition_key.unwrap_or_else(|| PartitionKey::for_stream(stream_id));
+    let key = partition_key.unwrap_or_else(|| keys.of(stream_id));
     reply::position(store.stream_version(key, stream_id).map(|v| v.0))
 }
 

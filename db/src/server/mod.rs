@@ -43,6 +43,7 @@ mod connection;
 pub mod errors;
 mod execute;
 pub mod id;
+mod keys;
 pub mod reply;
 pub mod subscription;
 
@@ -134,6 +135,7 @@ pub(crate) struct Shared<E: Env, D: Disk> {
     connections: Arc<AtomicUsize>,
     subscriptions: Arc<AtomicUsize>,
     next_connection_id: AtomicU64,
+    keys: keys::PartitionKeys,
 }
 
 /// Holds a connection's place in [`Shared::connections`] while it is served.
@@ -173,6 +175,7 @@ pub async fn serve<L: Listener, E: Env, D: Disk>(
         parse: ParseContext { partition_count },
         local_port,
         next_connection_id: AtomicU64::new(1),
+        keys: keys::PartitionKeys::default(),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     // Every connection task and subscription feed holds a clone; `recv` returns `None` once all

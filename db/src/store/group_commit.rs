@@ -150,6 +150,25 @@ impl<D: Disk> Db<D> {
     }
 }
 
+/// Gives way once to the other tasks that are ready, on any executor: the first poll wakes
+/// its own task and returns pending, so the task goes to the back of the queue.
+struct YieldOnce(bool);
+
+impl std::future::Future for YieldOnce {
+    type Output = ();
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
+}
+
 async fn run_writer<D: Disk, E: Env>(
     env: E,
     mut writer: BucketWriter<D>,
@@ -208,6 +227,13 @@ async fn run_writer<D: Disk, E: Env>(
         for (reply, result) in replies.into_iter().zip(results) {
             // The caller may have gone away; the append stands either way.
             let _ = reply.send(result);
+        }
+        if blocking {
+            // Let the callers just answered run before the next batch is taken: a caller
+            // that appends again at once then shares the next fsync instead of waiting a whole
+            // fsync for the one after. (Giving way again while that brought more appends made
+            // batches only 4% larger in `sierradb bench --embedded`, and no faster.)
+            YieldOnce(false).await;
         }
     }
     queue.close();

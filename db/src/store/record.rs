@@ -186,6 +186,26 @@ pub struct EventRecord {
     pub payload: Bytes,
 }
 
+/// The stream id a read decoded last. Events of one stream usually follow one another (a
+/// stream scan reads nothing else), so the next id is most often the same one, and sharing it
+/// saves checking and allocating it per event.
+#[derive(Default)]
+pub struct LastStream(Option<StreamId>);
+
+impl LastStream {
+    /// The stream id stored as `bytes`, `None` if they are not a valid one.
+    fn stream_id(&mut self, bytes: &[u8]) -> Option<StreamId> {
+        if let Some(last) = &self.0
+            && last.as_str().as_bytes() == bytes
+        {
+            return Some(last.clone());
+        }
+        let id = StreamId::from_bytes(bytes).ok()?;
+        self.0 = Some(id.clone());
+        Some(id)
+    }
+}
+
 /// A transaction as stored: one frame.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TransactionRecord {
@@ -255,18 +275,24 @@ impl TransactionRecord {
     /// Decodes a transaction frame's body. Every length is checked against what remains, so
     /// a malformed body is an error, never a panic or an oversized allocation.
     pub fn decode(frame: &Frame<'_>) -> Result<Self, FrameError> {
-        Self::decode_with(frame, Bytes::copy_from_slice)
+        Self::decode_with(frame, Bytes::copy_from_slice, &mut LastStream::default())
     }
 
     /// As [`TransactionRecord::decode`], for a frame read out of `owner`: metadata and
-    /// payloads are slices of `owner` rather than copies.
-    pub fn decode_shared(frame: &Frame<'_>, owner: &Bytes) -> Result<Self, FrameError> {
-        Self::decode_with(frame, |bytes| owner.slice_ref(bytes))
+    /// payloads are slices of `owner` rather than copies, and a stream id equal to the one
+    /// `last` holds is shared rather than checked and allocated again.
+    pub fn decode_shared(
+        frame: &Frame<'_>,
+        owner: &Bytes,
+        last: &mut LastStream,
+    ) -> Result<Self, FrameError> {
+        Self::decode_with(frame, |bytes| owner.slice_ref(bytes), last)
     }
 
     fn decode_with(
         frame: &Frame<'_>,
         bytes_of: impl Fn(&[u8]) -> Bytes,
+        last: &mut LastStream,
     ) -> Result<Self, FrameError> {
         let malformed = |reason| FrameError::Malformed {
             what: "transaction",
@@ -299,8 +325,9 @@ impl TransactionRecord {
             let stream_version = StreamVersion(body.get_u64_le());
             let timestamp_ms = body.get_u64_le();
             let stream_id = take_bytes(&mut body, 1).ok_or(malformed("short stream id"))?;
-            let stream_id =
-                StreamId::from_bytes(stream_id).map_err(|_| malformed("invalid stream id"))?;
+            let stream_id = last
+                .stream_id(stream_id)
+                .ok_or(malformed("invalid stream id"))?;
             let event_name = take_bytes(&mut body, 1).ok_or(malformed("short event name"))?;
             let event_name = std::str::from_utf8(event_name)
                 .map_err(|_| malformed("event name is not UTF-8"))?
@@ -542,7 +569,8 @@ mod tests {
             rec.encode(&mut out);
             let owner = Bytes::from(out);
             let frame = decode_frame(&owner[skip..], u32::MAX.into()).unwrap();
-            let mut shared = TransactionRecord::decode_shared(&frame, &owner).unwrap();
+            let mut last = LastStream::default();
+            let mut shared = TransactionRecord::decode_shared(&frame, &owner, &mut last).unwrap();
             prop_assert_eq!(&shared, &rec);
             for slot in 0..rec.events.len() {
                 prop_assert_eq!(shared.take_event(slot), rec.event(slot));

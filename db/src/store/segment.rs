@@ -7,7 +7,7 @@ use bytes::Bytes;
 use disk::{Disk, File, Mapped};
 
 use crate::error::StoreError;
-use crate::store::record::{FRAME_HEADER_BYTES, TransactionRecord, decode_frame};
+use crate::store::record::{FRAME_HEADER_BYTES, LastStream, TransactionRecord, decode_frame};
 
 /// Bytes read at once from the open segment: most frames fit.
 const OPTIMISTIC_READ_BYTES: u64 = 4096;
@@ -24,6 +24,8 @@ pub struct ReadAhead {
     /// How far the scan will read: a refill reads no further than this plus one optimistic
     /// read, so a short scan does not pay for the whole window.
     until: u64,
+    /// The stream id decoded last, shared with the next event of the same stream.
+    last_stream: LastStream,
 }
 
 impl ReadAhead {
@@ -99,6 +101,16 @@ impl<D: Disk> SegmentData<D> {
         offset: u64,
         max_body: u64,
     ) -> Result<TransactionRecord, StoreError> {
+        self.read_transaction_after(offset, max_body, &mut LastStream::default())
+    }
+
+    /// As [`SegmentData::read_transaction`], sharing the stream id with `last` when equal.
+    fn read_transaction_after(
+        &self,
+        offset: u64,
+        max_body: u64,
+        last: &mut LastStream,
+    ) -> Result<TransactionRecord, StoreError> {
         let path = self.path();
         let owned;
         let (owner, bytes): (&Bytes, &[u8]) = match self {
@@ -148,7 +160,7 @@ impl<D: Disk> SegmentData<D> {
         };
         let frame = decode_frame(bytes, max_body)
             .map_err(|e| StoreError::frame(path.as_path(), offset, e))?;
-        TransactionRecord::decode_shared(&frame, owner)
+        TransactionRecord::decode_shared(&frame, owner, last)
             .map_err(|e| StoreError::frame(path.as_path(), offset, e))
     }
 
@@ -162,7 +174,7 @@ impl<D: Disk> SegmentData<D> {
         ahead: &mut ReadAhead,
     ) -> Result<TransactionRecord, StoreError> {
         let SegmentData::Open { path, file, end } = self else {
-            return self.read_transaction(offset, max_body);
+            return self.read_transaction_after(offset, max_body, &mut ahead.last_stream);
         };
         let at = match ahead.find(path, offset) {
             Some(at) => at,
@@ -178,13 +190,19 @@ impl<D: Disk> SegmentData<D> {
                 match ahead.find(path, offset) {
                     Some(at) => at,
                     // Larger than the window, or damaged: the one-frame path decides which.
-                    None => return self.read_transaction(offset, max_body),
+                    None => {
+                        return self.read_transaction_after(
+                            offset,
+                            max_body,
+                            &mut ahead.last_stream,
+                        );
+                    }
                 }
             }
         };
         let frame = decode_frame(&ahead.bytes[at..], max_body)
             .map_err(|e| StoreError::frame(path.as_path(), offset, e))?;
-        TransactionRecord::decode_shared(&frame, &ahead.bytes)
+        TransactionRecord::decode_shared(&frame, &ahead.bytes, &mut ahead.last_stream)
             .map_err(|e| StoreError::frame(path.as_path(), offset, e))
     }
 }
