@@ -41,14 +41,13 @@ pub fn int(n: u64) -> Frame {
 /// A map key or other fixed simple string, checked for CR and LF when the program is built.
 macro_rules! field {
     ($name:literal) => {
-        const { net::Line::new($name) }
+        net::simple_line!($name)
     };
 }
 
 /// A UUID written in place, as [`uuid`] makes it.
 fn put_uuid(w: &mut Writer<'_>, id: Uuid) {
-    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    w.simple(id.hyphenated().encode_lower(&mut text).as_bytes());
+    w.uuid(id.into_bytes());
 }
 
 /// A count or position written in place, as [`int`] makes it.

@@ -37,25 +37,41 @@ pub fn encode(frame: &Frame, proto: Protocol, out: &mut BytesMut) {
     Writer::new(out, proto).frame(frame);
 }
 
-/// Text fixed when the program is built and checked then to hold no CR or LF, so that
-/// [`Writer::line`] writes it as a simple string without looking at it again. Make one with
-/// `const { Line::new("event_id") }`; a CR or LF is then a compile error.
+/// A simple string fixed when the program is built, held as its whole encoding
+/// (`+text\r\n`) and checked then to hold no other CR or LF, so that [`Writer::line`] writes it
+/// with one copy and no check. Make one with [`simple_line!`](crate::simple_line):
+/// `simple_line!("event_id")`; a CR or LF in the text is then a compile error.
 #[derive(Clone, Copy, Debug)]
 pub struct Line(&'static str);
 
 impl Line {
-    pub const fn new(text: &'static str) -> Line {
-        let bytes = text.as_bytes();
-        let mut i = 0;
-        while i < bytes.len() {
+    /// `encoded` must be `+`, the text, CRLF (as [`simple_line!`](crate::simple_line) makes
+    /// it); anything else panics, at compile time when called in a `const` block.
+    pub const fn encoded(encoded: &'static str) -> Line {
+        let bytes = encoded.as_bytes();
+        let len = bytes.len();
+        assert!(
+            len >= 3 && bytes[0] == b'+' && bytes[len - 2] == b'\r' && bytes[len - 1] == b'\n',
+            "a simple string line is +, its text, CRLF"
+        );
+        let mut i = 1;
+        while i < len - 2 {
             assert!(
                 bytes[i] != b'\r' && bytes[i] != b'\n',
                 "a simple string cannot hold CR or LF"
             );
             i += 1;
         }
-        Line(text)
+        Line(encoded)
     }
+}
+
+/// A [`Line`] for a string literal, checked at compile time: `simple_line!("event_id")`.
+#[macro_export]
+macro_rules! simple_line {
+    ($text:literal) => {
+        const { $crate::Line::encoded(concat!("+", $text, "\r\n")) }
+    };
 }
 
 /// Writes frames straight into a buffer in one protocol, without building [`Frame`]s first.
@@ -85,11 +101,21 @@ impl<'a> Writer<'a> {
 
     /// A simple string known when the program is built, such as a map key: no check needed.
     pub fn line(&mut self, line: Line) {
-        let text = line.0.as_bytes();
-        self.out.reserve(text.len() + 3);
-        self.out.put_u8(b'+');
-        self.out.put_slice(text);
-        self.out.put_slice(b"\r\n");
+        self.out.put_slice(line.0.as_bytes());
+    }
+
+    /// A UUID, given as its 16 bytes, as a simple string in its lower-case hyphenated form
+    /// (`+67e55044-10b1-426f-9247-bb680e5fe0c8\r\n`), which never holds CR or LF.
+    pub fn uuid(&mut self, id: [u8; 16]) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        /// Where each byte's two digits go in `+xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx\r\n`.
+        const AT: [usize; 16] = [1, 3, 5, 7, 10, 12, 15, 17, 20, 22, 25, 27, 29, 31, 33, 35];
+        let mut line = *b"+00000000-0000-0000-0000-000000000000\r\n";
+        for (byte, at) in id.into_iter().zip(AT) {
+            line[at] = HEX[usize::from(byte >> 4)];
+            line[at + 1] = HEX[usize::from(byte & 0xf)];
+        }
+        self.out.put_slice(&line);
     }
 
     /// A simple error (CR and LF become spaces).

@@ -181,7 +181,7 @@ fn writer_matches_encode_item_by_item() {
         let mut out = BytesMut::new();
         let mut w = Writer::new(&mut out, proto);
         w.push(3);
-        w.simple(b"message");
+        w.line(crate::simple_line!("message"));
         w.map(5);
         w.simple(b"id");
         w.int(-7);
@@ -196,4 +196,22 @@ fn writer_matches_encode_item_by_item() {
         w.array(0);
         assert_eq!(out, encoded(&tree, proto), "{proto:?}");
     }
+}
+
+#[test]
+fn uuids_are_written_hyphenated_in_lower_case() {
+    let mut out = BytesMut::new();
+    let mut w = Writer::new(&mut out, Protocol::Resp3);
+    w.uuid([
+        0x67, 0xe5, 0x50, 0x44, 0x10, 0xb1, 0x42, 0x6f, 0x92, 0x47, 0xbb, 0x68, 0x0e, 0x5f, 0xe0,
+        0xc8,
+    ]);
+    w.uuid([0; 16]);
+    w.uuid([0xff; 16]);
+    assert_eq!(
+        &out[..],
+        b"+67e55044-10b1-426f-9247-bb680e5fe0c8\r\n\
+          +00000000-0000-0000-0000-000000000000\r\n\
+          +ffffffff-ffff-ffff-ffff-ffffffffffff\r\n"
+    );
 }
