@@ -365,36 +365,34 @@ impl TransactionRecord {
     /// [`TransactionRecord::event`], and the record's copy of that event is left empty.
     pub fn take_event(&mut self, slot: usize) -> Event {
         let e = &mut self.events[slot];
-        Event {
-            event_id: e.event_id,
-            partition_key: self.partition_key,
-            partition_id: self.partition_id,
-            transaction_id: self.transaction_id,
-            partition_sequence: PartitionSeq(self.first_sequence.0 + slot as u64),
+        let taken = EventRecord {
             stream_id: e.stream_id.clone(),
-            stream_version: e.stream_version,
             event_name: std::mem::take(&mut e.event_name),
-            timestamp_ms: e.timestamp_ms,
             metadata: std::mem::take(&mut e.metadata),
             payload: std::mem::take(&mut e.payload),
-        }
+            ..*e
+        };
+        self.complete(slot, taken)
     }
 
     /// The full event at `slot`, with the fields the transaction holds once.
     pub fn event(&self, slot: usize) -> Event {
-        let e = &self.events[slot];
+        self.complete(slot, self.events[slot].clone())
+    }
+
+    fn complete(&self, slot: usize, e: EventRecord) -> Event {
         Event {
             event_id: e.event_id,
             partition_key: self.partition_key,
             partition_id: self.partition_id,
             transaction_id: self.transaction_id,
             partition_sequence: PartitionSeq(self.first_sequence.0 + slot as u64),
-            stream_id: e.stream_id.clone(),
+            stream_id: e.stream_id,
             stream_version: e.stream_version,
-            event_name: e.event_name.clone(),
+            event_name: e.event_name,
             timestamp_ms: e.timestamp_ms,
-            metadata: e.metadata.clone(),
-            payload: e.payload.clone(),
+            metadata: e.metadata,
+            payload: e.payload,
         }
     }
 }
