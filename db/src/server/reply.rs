@@ -8,7 +8,7 @@
 use std::fmt::Write as _;
 
 use bytes::Bytes;
-use net::{Frame, Writer};
+use net::{Frame, Writer, simple_line};
 use uuid::Uuid;
 
 use super::command::COMMANDS;
@@ -34,15 +34,13 @@ pub fn uuid(id: Uuid) -> Frame {
 
 /// An unsigned count or position as a RESP integer (they never reach 2^63 in practice; if one
 /// did, it would saturate rather than turn negative).
-pub fn int(n: u64) -> Frame {
-    Frame::int(i64::try_from(n).unwrap_or(i64::MAX))
+fn saturating(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// A map key or other fixed simple string, checked for CR and LF when the program is built.
-macro_rules! field {
-    ($name:literal) => {
-        net::simple_line!($name)
-    };
+/// A count or position as a frame (see [`saturating`]).
+pub fn int(n: u64) -> Frame {
+    Frame::int(saturating(n))
 }
 
 /// A UUID written in place, as [`uuid`] makes it.
@@ -52,7 +50,7 @@ fn put_uuid(w: &mut Writer<'_>, id: Uuid) {
 
 /// A count or position written in place, as [`int`] makes it.
 fn put_int(w: &mut Writer<'_>, n: u64) {
-    w.int(i64::try_from(n).unwrap_or(i64::MAX));
+    w.int(saturating(n));
 }
 
 /// Text that SierraDB sends as a simple string, as a blob string when it holds CR or LF, which
@@ -71,27 +69,27 @@ fn put_line_safe(w: &mut Writer<'_>, text: &str) {
 /// The event map, fields in SierraDB's fixed order.
 pub fn event(w: &mut Writer<'_>, event: &Event) {
     w.map(11);
-    w.line(field!("event_id"));
+    w.line(simple_line!("event_id"));
     put_uuid(w, event.event_id.0);
-    w.line(field!("partition_key"));
+    w.line(simple_line!("partition_key"));
     put_uuid(w, event.partition_key.0);
-    w.line(field!("partition_id"));
+    w.line(simple_line!("partition_id"));
     w.int(event.partition_id.0.into());
-    w.line(field!("transaction_id"));
+    w.line(simple_line!("transaction_id"));
     put_uuid(w, event.transaction_id.0);
-    w.line(field!("partition_sequence"));
+    w.line(simple_line!("partition_sequence"));
     put_int(w, event.partition_sequence.0);
-    w.line(field!("stream_version"));
+    w.line(simple_line!("stream_version"));
     put_int(w, event.stream_version.0);
-    w.line(field!("timestamp"));
+    w.line(simple_line!("timestamp"));
     put_int(w, event.timestamp_ms);
-    w.line(field!("stream_id"));
+    w.line(simple_line!("stream_id"));
     w.blob(event.stream_id.as_str().as_bytes());
-    w.line(field!("event_name"));
+    w.line(simple_line!("event_name"));
     w.blob(event.event_name.as_bytes());
-    w.line(field!("metadata"));
+    w.line(simple_line!("metadata"));
     w.blob(&event.metadata);
-    w.line(field!("payload"));
+    w.line(simple_line!("payload"));
     w.blob(&event.payload);
 }
 
@@ -107,42 +105,42 @@ pub fn found_event(w: &mut Writer<'_>, found: Option<&Event>) {
 pub fn append(w: &mut Writer<'_>, outcome: &AppendOutcome) {
     let appended = &outcome.events[0];
     w.map(6);
-    w.line(field!("event_id"));
+    w.line(simple_line!("event_id"));
     put_uuid(w, appended.event_id.0);
-    w.line(field!("partition_key"));
+    w.line(simple_line!("partition_key"));
     put_uuid(w, outcome.partition_key.0);
-    w.line(field!("partition_id"));
+    w.line(simple_line!("partition_id"));
     w.int(outcome.partition_id.0.into());
-    w.line(field!("partition_sequence"));
+    w.line(simple_line!("partition_sequence"));
     put_int(w, appended.partition_sequence.0);
-    w.line(field!("stream_version"));
+    w.line(simple_line!("stream_version"));
     put_int(w, appended.stream_version.0);
-    w.line(field!("timestamp"));
+    w.line(simple_line!("timestamp"));
     put_int(w, appended.timestamp_ms);
 }
 
 /// `EMAPPEND`: the partition, the sequence range, and each event.
 pub fn multi_append(w: &mut Writer<'_>, outcome: &AppendOutcome) {
     w.map(5);
-    w.line(field!("partition_key"));
+    w.line(simple_line!("partition_key"));
     put_uuid(w, outcome.partition_key.0);
-    w.line(field!("partition_id"));
+    w.line(simple_line!("partition_id"));
     w.int(outcome.partition_id.0.into());
-    w.line(field!("first_partition_sequence"));
+    w.line(simple_line!("first_partition_sequence"));
     put_int(w, outcome.first_sequence().0);
-    w.line(field!("last_partition_sequence"));
+    w.line(simple_line!("last_partition_sequence"));
     put_int(w, outcome.last_sequence().0);
-    w.line(field!("events"));
+    w.line(simple_line!("events"));
     w.array(outcome.events.len());
     for appended in &outcome.events {
         w.map(4);
-        w.line(field!("event_id"));
+        w.line(simple_line!("event_id"));
         put_uuid(w, appended.event_id.0);
-        w.line(field!("stream_id"));
+        w.line(simple_line!("stream_id"));
         put_line_safe(w, appended.stream_id.as_str());
-        w.line(field!("stream_version"));
+        w.line(simple_line!("stream_version"));
         put_int(w, appended.stream_version.0);
-        w.line(field!("timestamp"));
+        w.line(simple_line!("timestamp"));
         put_int(w, appended.timestamp_ms);
     }
 }
@@ -150,9 +148,9 @@ pub fn multi_append(w: &mut Writer<'_>, outcome: &AppendOutcome) {
 /// `ESCAN`, `EPSCAN`: `{has_more, events}`.
 pub fn scan(w: &mut Writer<'_>, scan: &Scan) {
     w.map(2);
-    w.line(field!("has_more"));
+    w.line(simple_line!("has_more"));
     w.boolean(scan.has_more);
-    w.line(field!("events"));
+    w.line(simple_line!("events"));
     w.array(scan.events.len());
     for e in &scan.events {
         event(w, e);
@@ -227,7 +225,7 @@ pub fn subscribe_push(id: Uuid, count: usize) -> Frame {
 /// `["message", <id>, <cursor>, <event map>]`.
 pub fn message_push(w: &mut Writer<'_>, id: Uuid, cursor: u64, delivered: &Event) {
     w.push(4);
-    w.line(field!("message"));
+    w.line(simple_line!("message"));
     put_uuid(w, id);
     put_int(w, cursor);
     event(w, delivered);
