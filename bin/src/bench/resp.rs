@@ -267,6 +267,7 @@ pub async fn run(args: RespArgs, common: Common, json: bool) -> anyhow::Result<(
         events,
         elapsed,
         fsyncs: 0,
+        writes: 0,
         p50_us: latencies.quantile_us(0.5),
         p99_us: latencies.quantile_us(0.99),
         p999_us: latencies.quantile_us(0.999),

@@ -37,6 +37,8 @@ pub struct Report {
     pub events: u64,
     pub elapsed: Duration,
     pub fsyncs: u64,
+    /// Writes to the segment files (group-commit batches); zero where nothing is appended.
+    pub writes: u64,
     pub p50_us: f64,
     pub p99_us: f64,
     pub p999_us: f64,
@@ -81,6 +83,12 @@ impl Report {
                 self.fsyncs_per_sec(),
                 self.events_per_fsync()
             ));
+        } else if self.writes > 0 {
+            line.push_str(&format!(
+                "  {:>8.0} writes/s  {:>6.1} events/write",
+                self.writes as f64 / self.elapsed.as_secs_f64(),
+                self.events as f64 / self.writes as f64
+            ));
         }
         if let Some(ceiling) = self.ceiling_events_per_sec {
             line.push_str(&format!(
@@ -97,7 +105,7 @@ impl Report {
             .ceiling_events_per_sec
             .map_or("null".to_string(), |c| format!("{c:.1}"));
         format!(
-            "{{\"name\":{:?},\"ops\":{},\"events\":{},\"seconds\":{:.3},\"ops_per_sec\":{:.1},\"events_per_sec\":{:.1},\"fsyncs\":{},\"events_per_fsync\":{:.2},\"p50_us\":{:.1},\"p99_us\":{:.1},\"p999_us\":{:.1},\"ceiling_events_per_sec\":{}}}",
+            "{{\"name\":{:?},\"ops\":{},\"events\":{},\"seconds\":{:.3},\"ops_per_sec\":{:.1},\"events_per_sec\":{:.1},\"fsyncs\":{},\"writes\":{},\"events_per_fsync\":{:.2},\"p50_us\":{:.1},\"p99_us\":{:.1},\"p999_us\":{:.1},\"ceiling_events_per_sec\":{}}}",
             self.name,
             self.ops,
             self.events,
@@ -105,6 +113,7 @@ impl Report {
             self.ops_per_sec(),
             self.events_per_sec(),
             self.fsyncs,
+            self.writes,
             self.events_per_fsync(),
             self.p50_us,
             self.p99_us,

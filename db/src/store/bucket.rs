@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use disk::{Disk, File, OpenMode};
+use indexmap::Equivalent;
 use tokio::sync::watch;
 
 use crate::config::{StoreConfig, SyncPolicy};
@@ -30,7 +31,8 @@ use crate::model::{
     PartitionId, PartitionKey, PartitionSeq, StreamVersion, Transaction, validate_event_name,
 };
 use crate::store::index::{
-    FixedMap, Pos, Run, SealedIndex, SegmentIndex, StreamKey, encode_index_file,
+    FixedMap, Pos, Run, SealedIndex, SegmentIndex, StreamKey, StreamKeyRef, encode_index_file,
+    set_stream,
 };
 use crate::store::layout;
 use crate::store::record::{
@@ -465,12 +467,15 @@ impl<D: Disk> BucketShared<D> {
         for (offset, record) in records {
             view.open.index.insert(*offset, record);
             for event in &record.events {
-                view.streams.insert(
-                    (record.partition_id, event.stream_id.clone()),
-                    StreamState {
-                        partition_key: record.partition_key,
-                        last: event.stream_version,
-                    },
+                let state = StreamState {
+                    partition_key: record.partition_key,
+                    last: event.stream_version,
+                };
+                set_stream(
+                    &mut view.streams,
+                    record.partition_id,
+                    &event.stream_id,
+                    state,
                 );
             }
             view.partitions.insert(
@@ -570,24 +575,27 @@ struct TxnStreams {
 impl TxnStreams {
     const FEW: usize = 8;
 
-    fn get(&self, key: &StreamKey) -> Option<&StreamState> {
+    fn get(&self, key: &StreamKeyRef<'_>) -> Option<&StreamState> {
         if self.many.is_empty() {
-            self.few.iter().find(|(k, _)| k == key).map(|(_, s)| s)
+            self.few
+                .iter()
+                .find(|(k, _)| key.equivalent(k))
+                .map(|(_, s)| s)
         } else {
             self.many.get(key)
         }
     }
 
-    fn insert(&mut self, key: StreamKey, state: StreamState) {
+    fn insert(&mut self, key: &StreamKeyRef<'_>, state: StreamState) {
         if !self.many.is_empty() {
-            self.many.insert(key, state);
-        } else if let Some(slot) = self.few.iter_mut().find(|(k, _)| *k == key) {
+            set_stream(&mut self.many, key.0, key.1, state);
+        } else if let Some(slot) = self.few.iter_mut().find(|(k, _)| key.equivalent(k)) {
             slot.1 = state;
         } else if self.few.len() < Self::FEW {
-            self.few.push((key, state));
+            self.few.push(((key.0, key.1.clone()), state));
         } else {
             self.many.extend(self.few.drain(..));
-            self.many.insert(key, state);
+            set_stream(&mut self.many, key.0, key.1, state);
         }
     }
 }
@@ -664,12 +672,15 @@ impl<D: Disk> BucketWriter<D> {
                     Ok(Planned::Write(record, outcome)) => {
                         for (slot, event) in record.events.iter().enumerate() {
                             overlay.events.insert(event.event_id, (plans.len(), slot));
-                            overlay.streams.insert(
-                                (record.partition_id, event.stream_id.clone()),
-                                StreamState {
-                                    partition_key: record.partition_key,
-                                    last: event.stream_version,
-                                },
+                            let state = StreamState {
+                                partition_key: record.partition_key,
+                                last: event.stream_version,
+                            };
+                            set_stream(
+                                &mut overlay.streams,
+                                record.partition_id,
+                                &event.stream_id,
+                                state,
                             );
                         }
                         overlay.partitions.insert(
@@ -827,7 +838,7 @@ impl<D: Disk> BucketWriter<D> {
         let mut events = Vec::with_capacity(txn.events.len());
         let mut appended = Vec::with_capacity(txn.events.len());
         for (slot, new) in txn.events.into_iter().enumerate() {
-            let key = (partition, new.stream_id.clone());
+            let key = StreamKeyRef(partition, &new.stream_id);
             let current = local
                 .get(&key)
                 .or_else(|| overlay.streams.get(&key))
@@ -853,7 +864,7 @@ impl<D: Disk> BucketWriter<D> {
             }
             let version = StreamVersion(last.map_or(0, |v| v.0 + 1));
             local.insert(
-                key,
+                &key,
                 StreamState {
                     partition_key: txn.partition_key,
                     last: version,

@@ -22,6 +22,9 @@ use crate::store::{self, BucketWriter, RecoveryReport, Store};
 /// Appends waiting for a writer, per bucket; bounds memory when the disk falls behind.
 const QUEUE_CAPACITY: usize = 16 * 1024;
 
+/// How many times a writer without fsyncs gives way to gather a batch.
+const GATHER_YIELDS: usize = 4;
+
 enum Job {
     Append {
         txn: Transaction,
@@ -182,6 +185,20 @@ async fn run_writer<D: Disk, E: Env>(
         let Some(first) = queue.recv().await else {
             break;
         };
+        if !blocking {
+            // Without an fsync to wait for, the appender that woke this task is usually the
+            // only one queued: the executor runs a task it has just woken next. Giving way
+            // while more appends keep arriving lets the other ready appenders queue theirs,
+            // so one write carries many appends instead of one each.
+            let mut queued = queue.len();
+            for _ in 0..GATHER_YIELDS {
+                YieldOnce(false).await;
+                if queue.len() == queued {
+                    break;
+                }
+                queued = queue.len();
+            }
+        }
         let expected = (queue.len() + 1).min(max_batch);
         let mut txns = Vec::with_capacity(expected);
         let mut replies = Vec::with_capacity(expected);

@@ -80,6 +80,33 @@ pub struct StreamRun {
 /// reused with a key of another partition is another stream, never a silent merge.
 pub type StreamKey = (PartitionId, StreamId);
 
+/// A [`StreamKey`] by reference: looks up a map keyed by `StreamKey` without cloning the
+/// stream id (a shared count that appenders on other threads touch too). Hashes as the tuple
+/// does, field by field.
+#[derive(Hash)]
+pub struct StreamKeyRef<'a>(pub PartitionId, pub &'a StreamId);
+
+impl indexmap::Equivalent<StreamKey> for StreamKeyRef<'_> {
+    fn equivalent(&self, key: &StreamKey) -> bool {
+        self.0 == key.0 && *self.1 == key.1
+    }
+}
+
+/// Sets the value of a stream in `map`, cloning its id only when the stream is new there.
+pub fn set_stream<V>(
+    map: &mut FixedMap<StreamKey, V>,
+    partition: PartitionId,
+    id: &StreamId,
+    value: V,
+) {
+    match map.get_mut(&StreamKeyRef(partition, id)) {
+        Some(slot) => *slot = value,
+        None => {
+            map.insert((partition, id.clone()), value);
+        }
+    }
+}
+
 /// A hash map with a fixed hasher that iterates in insertion order: lookups cost a hash instead
 /// of a tree walk of key comparisons, and iteration stays deterministic (same inserts, same
 /// order), which the simulator's reproducibility needs. Code that needs sorted order sorts.
@@ -102,14 +129,19 @@ impl SegmentIndex {
                 slot: slot as u32,
             };
             self.events.insert(event.event_id, pos);
-            self.streams
-                .entry((record.partition_id, event.stream_id.clone()))
-                .or_insert_with(|| StreamRun {
-                    partition_key: record.partition_key,
-                    run: Run::default(),
-                })
-                .run
-                .push(event.stream_version.0, pos);
+            let key = StreamKeyRef(record.partition_id, &event.stream_id);
+            let run = match self.streams.get_mut(&key) {
+                Some(stream) => &mut stream.run,
+                None => {
+                    let stream = StreamRun {
+                        partition_key: record.partition_key,
+                        run: Run::default(),
+                    };
+                    let key = (record.partition_id, event.stream_id.clone());
+                    &mut self.streams.entry(key).or_insert(stream).run
+                }
+            };
+            run.push(event.stream_version.0, pos);
             self.partitions
                 .entry(record.partition_id)
                 .or_default()
