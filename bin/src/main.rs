@@ -5,6 +5,12 @@ mod serve;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of the system allocator: an append allocates a few small objects on
+/// one thread and frees them on another, which glibc's malloc makes costly
+/// (docs/decisions/0007-mimalloc.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "sierradb",
