@@ -454,6 +454,26 @@ mod tests {
     use crate::model::TransactionId;
     use crate::store::record::EventRecord;
 
+    #[test]
+    fn a_stream_key_by_reference_finds_the_owned_key() {
+        use indexmap::Equivalent;
+        use std::hash::BuildHasher;
+        let id = StreamId::new("orders-42").unwrap();
+        let hasher = rustc_hash::FxBuildHasher;
+        assert_eq!(
+            hasher.hash_one((PartitionId(7), id.clone())),
+            hasher.hash_one(StreamKeyRef(PartitionId(7), &id)),
+        );
+        let mut map = FixedMap::default();
+        set_stream(&mut map, PartitionId(7), &id, 1);
+        set_stream(&mut map, PartitionId(7), &id, 2);
+        set_stream(&mut map, PartitionId(8), &id, 3);
+        assert_eq!(map.len(), 2);
+        assert_eq!(map.get(&StreamKeyRef(PartitionId(7), &id)), Some(&2));
+        assert_eq!(map.get(&(PartitionId(8), id.clone())), Some(&3));
+        assert!(!StreamKeyRef(PartitionId(8), &id).equivalent(&(PartitionId(7), id.clone())));
+    }
+
     fn sample() -> SealedIndex {
         let mut index = SegmentIndex::default();
         for t in 0..20u64 {
