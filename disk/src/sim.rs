@@ -336,3 +336,71 @@ impl fmt::Debug for SimDisk {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    use super::*;
+    use crate::File;
+
+    /// Random creations, writes, renames (over files and onto new names, of files and
+    /// directories), removals, directory syncs, closes and crashes: after each one the state
+    /// must be what a full garbage collection leaves, though closes, removals, renames and
+    /// syncs only collect what they may have freed.
+    #[test]
+    fn incremental_collection_matches_the_tree_walk() {
+        for seed in 0..40 {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let disk = SimDisk::new(seed, FaultConfig::default());
+            let dirs = [
+                PathBuf::from("/db"),
+                PathBuf::from("/db/a"),
+                PathBuf::from("/db/b"),
+            ];
+            disk.create_dir_all(&dirs[0]).unwrap();
+            let mut handles = Vec::new();
+            for _ in 0..400 {
+                let dir = &dirs[rng.random_range(0..dirs.len())];
+                let name = |rng: &mut ChaCha8Rng| dir.join(format!("f{}", rng.random_range(0..6)));
+                match rng.random_range(0..10) {
+                    0 => {
+                        let _ = disk.create_dir_all(dir);
+                    }
+                    1 | 2 => {
+                        if let Ok(file) = disk.open(&name(&mut rng), OpenMode::CreateOrOpen) {
+                            let _ = file.write_at(0, &[7; 100][..rng.random_range(1..100)]);
+                            handles.push(file);
+                        }
+                    }
+                    3 => {
+                        let (from, to) = (name(&mut rng), name(&mut rng));
+                        let _ = disk.rename(&from, &to);
+                    }
+                    4 => {
+                        let _ = disk.rename(&dirs[1], &dirs[2]);
+                    }
+                    5 => {
+                        let _ = disk.remove_file(&name(&mut rng));
+                    }
+                    6 | 7 => {
+                        let _ = disk.sync_dir(dir);
+                    }
+                    8 if !handles.is_empty() => {
+                        let i = rng.random_range(0..handles.len());
+                        drop(handles.swap_remove(i));
+                    }
+                    8 => {}
+                    _ if rng.random_bool(0.2) => disk.crash(),
+                    _ => {
+                        let _ = disk.open(&name(&mut rng), OpenMode::Read);
+                    }
+                }
+                disk.lock().assert_collected();
+            }
+        }
+    }
+}

@@ -178,9 +178,19 @@ impl Bloom {
 
     fn probes(&self, hash: u64) -> impl Iterator<Item = usize> + '_ {
         let bits = (self.words.len() * 64) as u64;
+        // `with_capacity` sizes every filter to a power of two, where the remainder is a mask
+        // (a division per probe costs more than the rest of a lookup); a filter read from a
+        // file could in principle have another size, and keeps the division.
+        let mask = bits.is_power_of_two().then(|| bits - 1);
         let h1 = hash;
         let h2 = mix64(hash ^ 0x9e37_79b9_7f4a_7c15) | 1;
-        (0..u64::from(self.k)).map(move |i| (h1.wrapping_add(i.wrapping_mul(h2)) % bits) as usize)
+        (0..u64::from(self.k)).map(move |i| {
+            let h = h1.wrapping_add(i.wrapping_mul(h2));
+            match mask {
+                Some(mask) => (h & mask) as usize,
+                None => (h % bits) as usize,
+            }
+        })
     }
 
     pub fn insert(&mut self, hash: u64) {
@@ -203,25 +213,31 @@ fn mix64(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-/// FNV-1a, then mixed: stable across Rust releases, unlike `DefaultHasher`.
-fn hash_bytes(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// Folds `bytes` into a running FNV-1a.
+fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
     for &b in bytes {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    mix64(h)
+    h
+}
+
+/// FNV-1a, then mixed: stable across Rust releases, unlike `DefaultHasher`.
+fn hash_bytes(bytes: &[u8]) -> u64 {
+    mix64(fnv1a(FNV_OFFSET_BASIS, bytes))
 }
 
 pub fn event_hash(id: &EventId) -> u64 {
     hash_bytes(id.0.as_bytes())
 }
 
+/// [`hash_bytes`] of the partition (two bytes, little-endian) followed by the stream id, without
+/// gathering them in a buffer first.
 pub fn stream_hash(key: &StreamKey) -> u64 {
-    let mut bytes = Vec::with_capacity(2 + key.1.as_str().len());
-    bytes.extend_from_slice(&key.0.0.to_le_bytes());
-    bytes.extend_from_slice(key.1.as_str().as_bytes());
-    hash_bytes(&bytes)
+    let h = fnv1a(FNV_OFFSET_BASIS, &key.0.0.to_le_bytes());
+    mix64(fnv1a(h, key.1.as_str().as_bytes()))
 }
 
 /// A sealed segment's index: the maps plus bloom filters over them.
@@ -519,6 +535,36 @@ mod tests {
                 slot: 1
             })
         );
+    }
+
+    #[test]
+    fn stream_hash_is_the_hash_of_partition_then_id() {
+        // The layout the index files' bloom filters were built with.
+        let key = (PartitionId(515), StreamId::new("orders-17").unwrap());
+        let mut bytes = key.0.0.to_le_bytes().to_vec();
+        bytes.extend_from_slice(key.1.as_str().as_bytes());
+        assert_eq!(stream_hash(&key), hash_bytes(&bytes));
+    }
+
+    #[test]
+    fn bloom_probes_are_the_remainders_of_the_double_hash() {
+        for words in [1, 3, 8, 48] {
+            let mut bloom = Bloom {
+                k: 7,
+                words: vec![0; words],
+            };
+            let bits = words as u64 * 64;
+            for n in 0..50u64 {
+                let hash = mix64(n);
+                let h2 = mix64(hash ^ 0x9e37_79b9_7f4a_7c15) | 1;
+                let expected: Vec<usize> = (0..7u64)
+                    .map(|i| (hash.wrapping_add(i.wrapping_mul(h2)) % bits) as usize)
+                    .collect();
+                assert_eq!(bloom.probes(hash).collect::<Vec<_>>(), expected);
+                bloom.insert(hash);
+                assert!(bloom.may_contain(hash));
+            }
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::fmt;
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::node::{Ino, Node, PendingOp};
+use super::node::{Ino, PendingOp};
 use super::state::{State, eio, lock};
 use crate::{File, Mapped};
 
@@ -206,12 +206,7 @@ impl Drop for SimFile {
         if state.generation != self.generation {
             return;
         }
-        if let Some(Node::File(file)) = state.nodes.get_mut(&self.ino) {
-            file.open_handles -= 1;
-            if file.open_handles == 0 {
-                state.collect_garbage();
-            }
-        }
+        state.release(self.ino);
     }
 }
 

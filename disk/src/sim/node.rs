@@ -24,6 +24,11 @@ pub(super) struct FileNode {
     /// Handles of the current generation that point here; they keep an unlinked file alive,
     /// as on POSIX.
     pub(super) open_handles: u64,
+    /// Directory entries, current or durable, that name this file, counted over every
+    /// directory present. Exact after each full garbage collection and kept so in between
+    /// (see [`State::release`](super::state::State::release)), so closing the last handle
+    /// can tell in O(1) whether the file is still reachable.
+    pub(super) links: u64,
 }
 
 impl FileNode {

@@ -256,6 +256,62 @@ impl State {
             }
             keep
         });
+        self.count_links();
+    }
+
+    /// Recounts every file's [`links`](FileNode::links) from the directories present.
+    fn count_links(&mut self) {
+        let mut links = BTreeMap::new();
+        for node in self.nodes.values() {
+            if let Node::Dir(dir) = node {
+                for &ino in dir.entries.values().chain(dir.durable.values()) {
+                    *links.entry(ino).or_insert(0) += 1;
+                }
+            }
+        }
+        for (ino, node) in &mut self.nodes {
+            if let Node::File(file) = node {
+                file.links = links.get(ino).copied().unwrap_or(0);
+            }
+        }
+    }
+
+    /// Closes one handle of the file `ino`, dropping the file if that was the last handle and
+    /// no directory entry names it any more.
+    ///
+    /// This and [`unlink_file`](State::unlink_file) do what a full
+    /// [`collect_garbage`](State::collect_garbage) would, in O(log n), thanks to an invariant
+    /// kept between operations: every inode present is live, and every file's `links` is
+    /// exact. Only handles and entries naming files change outside the tree walk (a crash, and
+    /// an entry lost that named a directory, walk the tree), handles keep files and never
+    /// directories alive, and every directory present is reachable; so a file is live exactly
+    /// when it is open or some directory names it, and no other inode's liveness changes.
+    pub(super) fn release(&mut self, ino: Ino) {
+        let Some(Node::File(file)) = self.nodes.get_mut(&ino) else {
+            return;
+        };
+        file.open_handles -= 1;
+        self.drop_if_unreachable(ino);
+    }
+
+    /// Counts one directory entry naming the file `ino` as gone, dropping the file if that was
+    /// its last link and no handle holds it (see [`release`](State::release)).
+    pub(super) fn unlink_file(&mut self, ino: Ino) {
+        let Some(Node::File(file)) = self.nodes.get_mut(&ino) else {
+            return;
+        };
+        file.links -= 1;
+        self.drop_if_unreachable(ino);
+    }
+
+    fn drop_if_unreachable(&mut self, ino: Ino) {
+        if let Some(Node::File(file)) = self.nodes.get(&ino)
+            && file.open_handles == 0
+            && file.links == 0
+        {
+            self.used_bytes -= file.written.len() as u64;
+            self.nodes.remove(&ino);
+        }
     }
 
     /// Power loss, then reboot: see the module docs of [`super`] for the model.
@@ -310,5 +366,47 @@ impl State {
             file.durable = content;
         }
         self.used_bytes = used_bytes;
+    }
+}
+
+#[cfg(test)]
+impl State {
+    /// Panics unless the state is what a full [`collect_garbage`](State::collect_garbage)
+    /// would leave: every inode live, every file's `links` exact, `used_bytes` their sum.
+    pub(super) fn assert_collected(&self) {
+        let mut live = BTreeSet::new();
+        let mut stack = vec![ABSOLUTE_ROOT, RELATIVE_ROOT];
+        let mut links: BTreeMap<Ino, u64> = BTreeMap::new();
+        for (&ino, node) in &self.nodes {
+            match node {
+                Node::File(file) if file.open_handles > 0 => stack.push(ino),
+                Node::File(_) => {}
+                Node::Dir(dir) => {
+                    for &child in dir.entries.values().chain(dir.durable.values()) {
+                        *links.entry(child).or_insert(0) += 1;
+                    }
+                }
+            }
+        }
+        while let Some(ino) = stack.pop() {
+            if live.insert(ino)
+                && let Some(Node::Dir(dir)) = self.nodes.get(&ino)
+            {
+                stack.extend(dir.entries.values().chain(dir.durable.values()));
+            }
+        }
+        let mut used_bytes = 0;
+        for (ino, node) in &self.nodes {
+            assert!(live.contains(ino), "inode {ino} is garbage but present");
+            if let Node::File(file) = node {
+                assert_eq!(
+                    file.links,
+                    links.get(ino).copied().unwrap_or(0),
+                    "links of {ino}"
+                );
+                used_bytes += file.written.len() as u64;
+            }
+        }
+        assert_eq!(self.used_bytes, used_bytes, "used bytes");
     }
 }

@@ -208,7 +208,10 @@ impl State {
             }
             Some(ino) => Ok(ino),
             None => {
-                let ino = self.alloc(Node::File(FileNode::default()));
+                let ino = self.alloc(Node::File(FileNode {
+                    links: 1,
+                    ..FileNode::default()
+                }));
                 self.dir_mut(dir).entries.insert(name.to_owned(), ino);
                 Ok(ino)
             }
@@ -283,10 +286,15 @@ impl State {
                 _ => {}
             }
         }
+        // The moved inode keeps its link count: one current entry goes, one comes.
         self.dir_mut(from_dir).entries.remove(from_name);
         self.dir_mut(to_dir).entries.insert(to_name.to_owned(), ino);
-        if replaced.is_some() {
-            self.collect_garbage();
+        match replaced {
+            // A replaced (empty) directory may still be named by a durable entry, and
+            // whatever it took with it is the tree walk's to find.
+            Some(replaced) if self.is_dir(replaced) => self.collect_garbage(),
+            Some(replaced) => self.unlink_file(replaced),
+            None => {}
         }
         Ok(())
     }
@@ -298,7 +306,7 @@ impl State {
             return Err(error(io::ErrorKind::IsADirectory, path, "is a directory"));
         }
         self.dir_mut(dir).entries.remove(name);
-        self.collect_garbage();
+        self.unlink_file(ino);
         Ok(())
     }
 
@@ -314,10 +322,36 @@ impl State {
     /// Makes the current entries of directory `ino` durable.
     pub(super) fn persist_dir(&mut self, ino: Ino) {
         let dir = self.dir_mut(ino);
-        dir.durable = dir.entries.clone();
-        // Entries only the old durable map held (synced removals, replaced rename targets)
-        // may have been the last link to a file.
-        self.collect_garbage();
+        let old = std::mem::replace(&mut dir.durable, dir.entries.clone());
+        // The durable map now names what the current one does: files it names anew gain a
+        // link, and the ones only the old durable map named (synced removals, replaced rename
+        // targets) lose one, which may have been their last. Gains first, so a file that only
+        // changed its name never looks unlinked.
+        let dir = self.dir(ino).expect("persisted directory exists");
+        let gained: Vec<Ino> = dir
+            .entries
+            .iter()
+            .filter(|&(name, child)| old.get(name) != Some(child))
+            .map(|(_, &child)| child)
+            .collect();
+        let lost: Vec<Ino> = old
+            .iter()
+            .filter(|&(name, child)| dir.entries.get(name) != Some(child))
+            .map(|(_, &child)| child)
+            .collect();
+        for child in gained {
+            if let Some(Node::File(file)) = self.nodes.get_mut(&child) {
+                file.links += 1;
+            }
+        }
+        if lost.iter().any(|&child| self.is_dir(child)) {
+            // A directory may take a subtree with it: walk the whole tree.
+            self.collect_garbage();
+            return;
+        }
+        for child in lost {
+            self.unlink_file(child);
+        }
     }
 
     /// The file `path` resolves to in `view`, if it is a file.

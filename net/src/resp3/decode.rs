@@ -448,6 +448,15 @@ fn read_line<'a>(
     // Only look as far as the longest allowed line plus its CRLF, so a line that never ends
     // costs at most that much scanning per call.
     let window = &buf[start..buf.len().min(start.saturating_add(max).saturating_add(2))];
+    // Nearly every line ends at its first CR, followed by LF: one pass finds that. Anything
+    // else (a bare CR, a lone LF, no line end yet) takes the careful path below, which
+    // decides between incomplete and which error.
+    if let Some(cr) = window.iter().position(|&b| b == b'\r' || b == b'\n')
+        && window[cr] == b'\r'
+        && window.get(cr + 1) == Some(&b'\n')
+    {
+        return Ok(Some((&window[..cr], start + cr + 2)));
+    }
     match window.iter().position(|&b| b == b'\n') {
         Some(lf) if lf > 0 && window[lf - 1] == b'\r' => {
             let line = &window[..lf - 1];
@@ -521,26 +530,39 @@ fn parse_header_len(text: &[u8], kind: FrameKind) -> Result<Option<u64>, DecodeE
         // `$?` and `*?` start RESP3 streamed strings and aggregates, which no Redis client
         // sends as a request.
         b"?" => Err(DecodeError::Streamed { kind }),
-        _ if !text.is_empty() && text.iter().all(u8::is_ascii_digit) => {
-            // All digits, so the only possible failure is overflow.
-            let len = ascii(text)
-                .parse()
-                .map_err(|_| DecodeError::InvalidLength { kind })?;
-            Ok(Some(len))
-        }
-        _ => Err(DecodeError::InvalidLength { kind }),
+        _ => decimal(text)
+            .map(Some)
+            .ok_or(DecodeError::InvalidLength { kind }),
     }
 }
 
-fn parse_integer(text: &[u8]) -> Result<i64, DecodeError> {
-    let digits = match text {
-        [b'+' | b'-', digits @ ..] => digits,
-        digits => digits,
-    };
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return Err(DecodeError::InvalidInteger);
+/// `text` as a decimal number: one or more ASCII digits, and no overflow. What
+/// `str::parse::<u64>` accepts without a sign, in one pass.
+fn decimal(text: &[u8]) -> Option<u64> {
+    if text.is_empty() {
+        return None;
     }
-    ascii(text).parse().map_err(|_| DecodeError::InvalidInteger)
+    text.iter().try_fold(0u64, |n, &b| {
+        let digit = b.wrapping_sub(b'0');
+        (digit < 10).then_some(())?;
+        n.checked_mul(10)?.checked_add(u64::from(digit))
+    })
+}
+
+/// An optional sign, then [`decimal`] digits within `i64`: what `str::parse::<i64>` accepts.
+fn parse_integer(text: &[u8]) -> Result<i64, DecodeError> {
+    let (negative, digits) = match text {
+        [b'-', digits @ ..] => (true, digits),
+        [b'+', digits @ ..] => (false, digits),
+        digits => (false, digits),
+    };
+    let magnitude = decimal(digits).ok_or(DecodeError::InvalidInteger)?;
+    let value = if negative {
+        0i64.checked_sub_unsigned(magnitude)
+    } else {
+        i64::try_from(magnitude).ok()
+    };
+    value.ok_or(DecodeError::InvalidInteger)
 }
 
 /// Accepts what RESP3 sends (`1.5`, `-2e-3`, `inf`, `-inf`, `nan`) and whatever else Rust's

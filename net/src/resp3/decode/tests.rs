@@ -136,6 +136,46 @@ fn accepts_integers_with_plus_sign() {
 }
 
 #[test]
+fn integers_and_lengths_parse_as_the_standard_parsers_do() {
+    let texts = [
+        "0",
+        "7",
+        "+7",
+        "-7",
+        "-0",
+        "+",
+        "-",
+        "",
+        "12a",
+        "a12",
+        " 1",
+        "1 ",
+        "+-1",
+        "--1",
+        "007",
+        "9223372036854775807",
+        "9223372036854775808",
+        "-9223372036854775808",
+        "-9223372036854775809",
+        "18446744073709551615",
+        "18446744073709551616",
+        "99999999999999999999999",
+        "\u{663}",
+    ];
+    for text in texts {
+        let int = text.parse::<i64>().map_err(|_| DecodeError::InvalidInteger);
+        let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+        let kind = FrameKind::BlobString;
+        let len = match text.parse::<u64>() {
+            Ok(n) if digits => Ok(Some(n)),
+            _ => Err(DecodeError::InvalidLength { kind }),
+        };
+        assert_eq!(parse_integer(text.as_bytes()), int, "{text:?}");
+        assert_eq!(parse_header_len(text.as_bytes(), kind), len, "{text:?}");
+    }
+}
+
+#[test]
 fn accepts_resp2_nulls() {
     assert_eq!(decode_all(b"$-1\r\n"), Ok(Frame::Null));
     assert_eq!(decode_all(b"*-1\r\n"), Ok(Frame::Null));
