@@ -32,7 +32,7 @@ use crate::model::{
 };
 use crate::store::index::{
     FixedMap, Pos, Run, SealedIndex, SegmentIndex, StreamKey, StreamKeyRef, encode_index_file,
-    set_stream,
+    event_hash, set_stream, stream_hash,
 };
 use crate::store::layout;
 use crate::store::record::{
@@ -93,10 +93,12 @@ impl<D: Disk> BucketView<D> {
         if let Some(pos) = self.open.index.events.get(id) {
             return Some((self.open.data(), *pos));
         }
-        self.sealed
-            .iter()
-            .rev()
-            .find_map(|s| s.index.event(id).map(|pos| (s.data.clone(), pos)))
+        let hash = event_hash(id);
+        self.sealed.iter().rev().find_map(|s| {
+            s.index
+                .event_hashed(id, hash)
+                .map(|pos| (s.data.clone(), pos))
+        })
     }
 
     /// The runs of one stream or partition, segment by segment, oldest first: `sealed` picks
@@ -126,7 +128,8 @@ impl<D: Disk> BucketView<D> {
         reverse: bool,
     ) -> (Positions<D>, bool) {
         let open = self.open.index.streams.get(key).map(|s| &s.run);
-        let runs = self.runs(|index| index.stream(key), open);
+        let hash = stream_hash(key);
+        let runs = self.runs(|index| index.stream_hashed(key, hash), open);
         collect_runs(runs, from, to, limit, reverse)
     }
 

@@ -270,14 +270,25 @@ impl SealedIndex {
     }
 
     pub fn event(&self, id: &EventId) -> Option<Pos> {
-        if !self.event_bloom.may_contain(event_hash(id)) {
+        self.event_hashed(id, event_hash(id))
+    }
+
+    /// [`SealedIndex::event`] with the id's [`event_hash`] worked out once by a caller that
+    /// asks every sealed segment in turn.
+    pub fn event_hashed(&self, id: &EventId, hash: u64) -> Option<Pos> {
+        if !self.event_bloom.may_contain(hash) {
             return None;
         }
         self.index.events.get(id).copied()
     }
 
     pub fn stream(&self, key: &StreamKey) -> Option<&Run> {
-        if !self.stream_bloom.may_contain(stream_hash(key)) {
+        self.stream_hashed(key, stream_hash(key))
+    }
+
+    /// [`SealedIndex::stream`] with the key's [`stream_hash`] worked out once.
+    pub fn stream_hashed(&self, key: &StreamKey, hash: u64) -> Option<&Run> {
+        if !self.stream_bloom.may_contain(hash) {
             return None;
         }
         self.index.streams.get(key).map(|s| &s.run)
