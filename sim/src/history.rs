@@ -690,8 +690,10 @@ pub enum SubscriptionEnd {
     /// After the workload, every target was delivered up to the store's last position,
     /// `heads` (per target), within the liveness bound.
     CaughtUp { heads: Vec<Option<u64>> },
-    /// The liveness bound passed with targets still behind the store.
-    Behind,
+    /// The chain's catch-up bound, `bound_ns` after the subscriber saw the heal, passed with
+    /// targets still behind the store; `backlog` is the number of events the chain had yet to
+    /// be delivered then (see [`crate::subscriber::catch_up_bound_ns`]).
+    Behind { backlog: u64, bound_ns: u64 },
     /// The liveness bound passed with the node down.
     NodeDown,
 }

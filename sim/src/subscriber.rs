@@ -32,13 +32,18 @@
 //! # Catching up
 //!
 //! After the workload, drain and heal, the world sets `finish`: from then on the subscriber
-//! acknowledges at once and, within `liveness_within`, must receive every target up to the
-//! store's last position. It records `CaughtUp` with those heads, or `Behind` / `NodeDown`.
-//! Everything goes into the [`HistoryLog`]; [`crate::check::subscriptions`] judges it.
+//! acknowledges at once and each chain must receive every target up to the store's last
+//! position by its own deadline ([`catch_up_bound_ns`]): `liveness_within`, plus the round
+//! trips its window forces on the backlog it has left at that moment. A chain that misses its
+//! deadline is recorded `Behind` (with its backlog and bound) and left alone; the others go on.
+//! Once every chain still waiting has caught up, each records `CaughtUp` with its heads, all
+//! at that moment; with the node down the subscriber gives up at the last deadline
+//! (`NodeDown`). Everything goes into the [`HistoryLog`]; [`crate::check::subscriptions`]
+//! judges it.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use db::env::Env;
@@ -87,8 +92,15 @@ pub struct Subscriber {
     pub log: HistoryLog,
     /// Set by the world after healing: catch up, record how far, and stop.
     pub finish: Arc<AtomicBool>,
-    /// The bound on catching up once `finish` is set.
+    /// The bound on catching up once `finish` is set, before the window's round trips are
+    /// added ([`catch_up_bound_ns`]).
     pub within_ns: u64,
+    /// The seed's longest acknowledgement round trip
+    /// ([`crate::scenario::Derived::ack_round_trip_max_ns`]).
+    pub round_trip_max_ns: u64,
+    /// The latest catch-up deadline of any subscriber's chain (virtual ns), raised by each
+    /// subscriber when it sees `finish`, so the world waits long enough before stopping them.
+    pub catch_up_until: Arc<AtomicU64>,
     pub rng: ChaCha8Rng,
     /// Decremented when the subscriber stops.
     pub alive: Arc<AtomicUsize>,
@@ -148,6 +160,35 @@ struct Chain {
     /// Earliest time to (re)subscribe.
     retry_at_ns: u64,
     subscribed_once: bool,
+    /// Set when the subscriber sees `finish`: what this chain must catch up, and by when.
+    catch_up: Option<CatchUp>,
+}
+
+/// One chain's catch-up after healing.
+#[derive(Clone, Copy, Debug)]
+struct CatchUp {
+    /// Events the chain had yet to be delivered when the subscriber saw `finish`.
+    backlog: u64,
+    /// [`catch_up_bound_ns`] of that backlog.
+    bound_ns: u64,
+    /// When the bound runs out (virtual ns).
+    by_ns: u64,
+    /// The deadline passed with the chain behind; it is recorded and left alone.
+    missed: bool,
+}
+
+/// How long a chain of window `window` may take to catch up on `backlog` events after
+/// healing: `within_ns` (the fixed liveness bound), plus one worst round trip for each
+/// window's worth of the backlog, `⌈backlog / window⌉ × round_trip_max_ns`.
+///
+/// The second term is what any server needs: a feed may have at most `window` deliveries
+/// unacknowledged, so delivery `c + window` leaves only after the acknowledgement of `c` came
+/// back, and `backlog` events take at least `⌈backlog / window⌉ - 1` such round trips. A
+/// window at least as large as the backlog adds one round trip to the old bound; a stalled
+/// feed still misses the bound, which stays finite.
+pub fn catch_up_bound_ns(within_ns: u64, backlog: u64, window: u64, round_trip_max_ns: u64) -> u64 {
+    let round_trips = backlog.div_ceil(window.max(1));
+    within_ns.saturating_add(round_trips.saturating_mul(round_trip_max_ns))
 }
 
 /// The subscriber's connection: which chain each subscription id belongs to, and the link.
@@ -205,17 +246,18 @@ impl Subscriber {
         let _alive = AliveGuard(self.alive.clone());
         let mut chains = self.plan_chains();
         let mut conn: Option<Connection> = None;
+        // When finishing, the last deadline of any chain (and never before `liveness_within`).
         let mut finish_by: Option<u64> = None;
         loop {
             let now = self.now();
-            if finish_by.is_none() && self.finish.load(Ordering::SeqCst) {
-                finish_by = Some(now + self.within_ns);
-            }
             if conn.as_ref().is_some_and(|c| match &c.link {
                 Link::Api { incarnation, .. } => *incarnation != self.slot.incarnation(),
                 Link::Resp(_) => false,
             }) {
                 self.disconnect(&mut chains, &mut conn, now);
+            }
+            if finish_by.is_none() && self.finish.load(Ordering::SeqCst) {
+                finish_by = Some(self.start_catch_up(&mut chains, now));
             }
             if conn.is_none() {
                 conn = self.connect().await;
@@ -231,6 +273,7 @@ impl Subscriber {
             let mut lost = false;
             for i in 0..chains.len() {
                 if chains[i].live.is_none()
+                    && !chains[i].catch_up.is_some_and(|c| c.missed)
                     && now >= chains[i].retry_at_ns
                     && (now >= chains[i].start_at_ns || finish_by.is_some())
                     && !self.subscribe(&mut chains, i, connection, now).await
@@ -247,6 +290,7 @@ impl Subscriber {
             if finish_by.is_some() {
                 if let Some(heads) = self.caught_up(&chains, connection) {
                     for (chain, heads) in chains.iter_mut().zip(heads) {
+                        let Some(heads) = heads else { continue };
                         if let Some(live) = chain.live.take() {
                             self.log.end_subscription(
                                 live.record,
@@ -257,8 +301,8 @@ impl Subscriber {
                     }
                     return;
                 }
-                if finish_by.is_some_and(|by| now >= by) {
-                    self.end_all(&mut chains, Some(connection), now, SubscriptionEnd::Behind);
+                self.end_missed(&mut chains, connection, now);
+                if chains.iter().all(|c| c.catch_up.is_some_and(|c| c.missed)) {
                     return;
                 }
             }
@@ -460,6 +504,7 @@ impl Subscriber {
                 live: None,
                 retry_at_ns: 0,
                 subscribed_once: false,
+                catch_up: None,
             });
         }
         chains
@@ -903,23 +948,148 @@ impl Subscriber {
         true
     }
 
-    /// The heads of every target, per chain, if every chain is subscribed and has been
-    /// delivered everything the store holds.
-    fn caught_up(&self, chains: &[Chain], conn: &Connection) -> Option<Vec<Vec<Option<u64>>>> {
+    /// The heads of every target, per chain (`None` for a chain that missed its deadline), if
+    /// every other chain is subscribed and has been delivered everything the store holds.
+    fn caught_up(
+        &self,
+        chains: &[Chain],
+        conn: &Connection,
+    ) -> Option<Vec<Option<Vec<Option<u64>>>>> {
         let mut all = Vec::new();
         for chain in chains {
-            let live = chain.live.as_ref()?;
-            let mut heads = Vec::new();
-            let db = self.store(conn)?;
-            for (t, &target) in chain.targets.iter().enumerate() {
-                let head = self.head(&db, target);
-                if head.is_some_and(|h| live.next[t] <= h) {
-                    return None;
-                }
-                heads.push(head);
+            if chain.catch_up.is_some_and(|c| c.missed) {
+                all.push(None);
+                continue;
             }
-            all.push(heads);
+            all.push(Some(self.chain_caught_up(chain, conn)?));
         }
         Some(all)
+    }
+
+    /// The heads of `chain`'s targets, if it is subscribed and has been delivered everything
+    /// the store holds.
+    fn chain_caught_up(&self, chain: &Chain, conn: &Connection) -> Option<Vec<Option<u64>>> {
+        let live = chain.live.as_ref()?;
+        let db = self.store(conn)?;
+        let mut heads = Vec::new();
+        for (t, &target) in chain.targets.iter().enumerate() {
+            let head = self.head(&db, target);
+            if head.is_some_and(|h| live.next[t] <= h) {
+                return None;
+            }
+            heads.push(head);
+        }
+        Some(heads)
+    }
+
+    /// `finish` was just seen: gives each chain its deadline ([`catch_up_bound_ns`] of its
+    /// backlog now), tells the world the latest, and returns it (at least `liveness_within`
+    /// from now, also without chains).
+    ///
+    /// A chain's backlog is, summed over its targets, the positions from the next one the
+    /// chain will be delivered up to the store's last position now: the events the node
+    /// holds (appends acknowledged, and appends whose reply was lost, which the chain must be
+    /// delivered too) that the chain still lacks. The next position is the live
+    /// subscription's (after its last delivery), else where the chain resumes (its last
+    /// acknowledged position + 1: deliveries not acknowledged come again), else its start
+    /// (`FROM LATEST`: nothing owed yet); an open RESP `FROM LATEST` start counts from the later
+    /// head it may have read. With the node down the heads are unknown and the backlog counts
+    /// 0, so the bound is `liveness_within`.
+    fn start_catch_up(&self, chains: &mut [Chain], now: u64) -> u64 {
+        let db = self.slot.db();
+        let mut last = now.saturating_add(self.within_ns);
+        for chain in chains.iter_mut() {
+            let mut backlog = 0;
+            for (t, &target) in chain.targets.iter().enumerate() {
+                let Some(head) = db.as_ref().and_then(|db| self.head(db, target)) else {
+                    continue;
+                };
+                let next = match (&chain.live, chain.resume[t], chain.from[t]) {
+                    (Some(live), _, _) => live.next[t],
+                    (None, Some(resume), _) => resume,
+                    (None, None, SubFrom::At(start)) => start,
+                    (None, None, SubFrom::Latest) => head + 1,
+                };
+                backlog += (head + 1).saturating_sub(next);
+            }
+            let bound_ns = catch_up_bound_ns(
+                self.within_ns,
+                backlog,
+                chain.window,
+                self.round_trip_max_ns,
+            );
+            let by_ns = now.saturating_add(bound_ns);
+            last = last.max(by_ns);
+            chain.catch_up = Some(CatchUp {
+                backlog,
+                bound_ns,
+                by_ns,
+                missed: false,
+            });
+        }
+        self.catch_up_until.fetch_max(last, Ordering::SeqCst);
+        last
+    }
+
+    /// Records `Behind` for each chain whose deadline passed before it caught up, and stops
+    /// waiting for it; the other chains go on.
+    fn end_missed(&self, chains: &mut [Chain], conn: &mut Connection, now: u64) {
+        for chain in chains.iter_mut() {
+            let Some(catch_up) = chain.catch_up else {
+                continue;
+            };
+            if catch_up.missed
+                || now < catch_up.by_ns
+                || self.chain_caught_up(chain, conn).is_some()
+            {
+                continue;
+            }
+            chain.catch_up = Some(CatchUp {
+                missed: true,
+                ..catch_up
+            });
+            let Some(live) = chain.live.take() else {
+                continue;
+            };
+            // Its feed stays on the server, held by its window; whatever it still delivers is
+            // ignored, as for a subscription that ended.
+            conn.chains_by_id.remove(&live.id);
+            self.log.end_subscription(
+                live.record,
+                now,
+                SubscriptionEnd::Behind {
+                    backlog: catch_up.backlog,
+                    bound_ns: catch_up.bound_ns,
+                },
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catch_up_bound_adds_a_round_trip_per_window_of_backlog() {
+        let within = 5_000_000_000;
+        let rtt = 785_000;
+        // Nothing owed: the fixed bound.
+        assert_eq!(catch_up_bound_ns(within, 0, 1, rtt), within);
+        // A window at least as large as the backlog: one round trip more.
+        assert_eq!(catch_up_bound_ns(within, 40, 64, rtt), within + rtt);
+        assert_eq!(catch_up_bound_ns(within, 64, 64, rtt), within + rtt);
+        // Every window's worth, rounded up, costs one.
+        assert_eq!(catch_up_bound_ns(within, 65, 64, rtt), within + 2 * rtt);
+        // Window 1: one round trip per event (seed 39's chain at `--stretch 2`).
+        assert_eq!(
+            catch_up_bound_ns(within, 8_700, 1, rtt),
+            within + 8_700 * rtt
+        );
+        // No network and no acknowledgement delay: the fixed bound whatever the backlog.
+        assert_eq!(catch_up_bound_ns(within, 8_700, 1, 0), within);
+        // A window of 0 is treated as 1; nothing overflows.
+        assert_eq!(catch_up_bound_ns(within, 3, 0, rtt), within + 3 * rtt);
+        assert_eq!(catch_up_bound_ns(within, u64::MAX, 1, rtt), u64::MAX);
     }
 }

@@ -10,8 +10,9 @@
 //!    the scenario's `drain` bound; a client still busy after it counts as hung.
 //! 3. **Heal**: every fault stops: disk faults off, space freed, power cuts disarmed, clocks
 //!    corrected, down nodes restarted.
-//!    Subscribers, if any, then catch up: each must be delivered every target up to the
-//!    store's end within `liveness_within` ([`crate::subscriber`]).
+//!    Subscribers, if any, then catch up: each chain must be delivered every target up to the
+//!    store's end within `liveness_within` plus the round trips its window forces on its
+//!    backlog ([`crate::subscriber::catch_up_bound_ns`]).
 //! 4. **Final crash**: every node loses power once more and recovers, so every acknowledged
 //!    event must come back from what the disk made durable.
 //! 5. **Probe**: one append per node must succeed within `liveness_within`.
@@ -39,7 +40,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -296,7 +297,8 @@ impl World {
         self.spawn_clients(&stop, &alive);
         let finish = Arc::new(AtomicBool::new(false));
         let subscribers_alive = Arc::new(AtomicUsize::new(0));
-        self.spawn_subscribers(&finish, &subscribers_alive);
+        let catch_up_until = Arc::new(AtomicU64::new(0));
+        self.spawn_subscribers(&finish, &subscribers_alive, &catch_up_until);
 
         // 1. Workload.
         let end = self.derived.duration_ns;
@@ -333,13 +335,17 @@ impl World {
         self.heal();
 
         // 3½. Subscribers catch up (only when there are any, so runs without them are
-        // unchanged): every target delivered to the store's end within the liveness bound.
+        // unchanged): every target delivered to the store's end within its chain's bound,
+        // `liveness_within` or more for a chain with a backlog behind a small window.
         if self.derived.workload.subscribers.count > 0 {
             finish.store(true, Ordering::SeqCst);
-            let give_up = self.now()
-                + self.derived.check.liveness_within_ns
-                + SUBSCRIBER_GRACE.as_nanos() as u64;
-            while subscribers_alive.load(Ordering::SeqCst) > 0 && self.now() < give_up {
+            // Each subscriber raises `catch_up_until` to its last deadline when it sees `finish`.
+            let at_least = self.now() + self.derived.check.liveness_within_ns;
+            let give_up = || {
+                at_least.max(catch_up_until.load(Ordering::SeqCst))
+                    + SUBSCRIBER_GRACE.as_nanos() as u64
+            };
+            while subscribers_alive.load(Ordering::SeqCst) > 0 && self.now() < give_up() {
                 self.watch_nodes();
                 let deadline = self.now() + SLICE.as_nanos() as u64;
                 self.sim.run_until(Instant(deadline));
@@ -456,7 +462,12 @@ impl World {
         }
     }
 
-    fn spawn_subscribers(&mut self, finish: &Arc<AtomicBool>, alive: &Arc<AtomicUsize>) {
+    fn spawn_subscribers(
+        &mut self,
+        finish: &Arc<AtomicBool>,
+        alive: &Arc<AtomicUsize>,
+        catch_up_until: &Arc<AtomicU64>,
+    ) {
         let plan = Arc::new(self.derived.workload.clone());
         for index in 0..self.derived.workload.subscribers.count {
             let env = self.sim.env_for_node(SUBSCRIBER_NODE_BASE + index);
@@ -472,6 +483,8 @@ impl World {
                 log: self.log.clone(),
                 finish: finish.clone(),
                 within_ns: self.derived.check.liveness_within_ns,
+                round_trip_max_ns: self.derived.ack_round_trip_max_ns(),
+                catch_up_until: catch_up_until.clone(),
                 rng: seeds::rng(self.derived.seed, "subscriber", u64::from(index)),
                 alive: alive.clone(),
                 resp: self.net.as_ref().map(|net| {

@@ -281,6 +281,16 @@ impl NetworkPlan {
             ..self.net_config()
         }
     }
+
+    /// The longest one write can take to become readable at the other end: the top of the
+    /// delay range [`NetworkPlan::net_config`] draws from, in either direction. Nothing
+    /// crosses a network with `transport = "api"`.
+    pub fn one_way_delay_max_ns(&self) -> u64 {
+        match self.transport {
+            Transport::Api => 0,
+            Transport::Resp => self.delay_ns + self.delay_ns / 2,
+        }
+    }
 }
 
 /// Whose connections a network fault touches.
@@ -443,6 +453,23 @@ fn pick_u32(range: &Range<super::Count>, rng: &mut ChaCha8Rng) -> u32 {
 }
 
 impl Derived {
+    /// The longest one acknowledgement round trip of a subscription can take this seed: the
+    /// delivery's way to the subscriber and the acknowledgement's way back, each at most the
+    /// network's largest one-way delay, plus the largest delay a subscriber draws before
+    /// acknowledging (uniform in `[0, 2·mean]`). A feed whose window is full waits exactly
+    /// this long, at worst, before it may send the next delivery.
+    pub fn ack_round_trip_max_ns(&self) -> u64 {
+        let ack_delay_max_ns = self
+            .workload
+            .subscribers
+            .ack_delay_mean_ns
+            .saturating_mul(2);
+        self.network
+            .one_way_delay_max_ns()
+            .saturating_mul(2)
+            .saturating_add(ack_delay_max_ns)
+    }
+
     /// Resolves `scenario` for `seed`.
     pub fn new(scenario: &Scenario, seed: u64) -> Derived {
         let mut rng = seeds::rng(seed, "derive", 0);
