@@ -160,6 +160,100 @@ impl RunReport {
         self.checks.iter().map(|c| c.checked).sum()
     }
 
+    /// What the run did, as `sierradb-sim run` prints it after the derived configuration:
+    /// operations by kind and outcome, acknowledged events, faults by kind, subscriptions,
+    /// recoveries and each invariant's verdict. The same seed and code give the same text.
+    pub fn summary(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{:<22} {:>8} {:>8} {:>8} {:>8}",
+            "ops by kind", "ok", "unknown", "done", "pending"
+        );
+        let mut totals = [0u64; 4];
+        for (kind, row) in self.ops_by_kind() {
+            let _ = writeln!(
+                out,
+                "  {kind:<20} {:>8} {:>8} {:>8} {:>8}",
+                row[0], row[1], row[2], row[3]
+            );
+            for (t, v) in totals.iter_mut().zip(row) {
+                *t += v;
+            }
+        }
+        let _ = writeln!(
+            out,
+            "  {:<20} {:>8} {:>8} {:>8} {:>8}",
+            "total", totals[0], totals[1], totals[2], totals[3]
+        );
+        let _ = writeln!(out, "events acknowledged    {}", self.events_acknowledged());
+        let d = &self.disk_faults;
+        let _ = writeln!(
+            out,
+            "disk faults            torn_writes {} lost_writes {} bit_flips {} misdirected_writes {} read_errors {} write_errors {} sync_errors {} storage_full {} crashes {}",
+            d.torn_writes,
+            d.lost_writes,
+            d.bit_flips,
+            d.misdirected_writes,
+            d.read_errors,
+            d.write_errors,
+            d.sync_errors,
+            d.storage_full,
+            d.crashes
+        );
+        let nemesis: Vec<String> = self
+            .nemesis
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        let _ = writeln!(out, "nemesis                {}", nemesis.join(" "));
+        if let Some(n) = &self.net_faults {
+            let _ = writeln!(
+                out,
+                "network faults         split_reads {} split_writes {} delayed_writes {} resets {} (on write {}) partitions {} refused_connects {}",
+                n.split_reads,
+                n.split_writes,
+                n.delayed_writes,
+                n.resets,
+                n.write_resets,
+                n.partitions,
+                n.refused_connects
+            );
+        }
+        let subs = &self.history.subscriptions;
+        if !subs.is_empty() {
+            let resumed = subs.iter().filter(|s| s.resumed).count();
+            let deliveries: usize = subs.iter().map(|s| s.deliveries.len()).sum();
+            let acks: usize = subs.iter().map(|s| s.acks.len()).sum();
+            let _ = writeln!(
+                out,
+                "subscriptions          {} made ({resumed} resumed), {deliveries} deliveries, {acks} acknowledgements",
+                subs.len()
+            );
+        }
+        let recoveries = &self.history.recoveries;
+        let truncated = recoveries.iter().filter(|r| r.truncated_bytes > 0).count();
+        let failed = recoveries.iter().filter(|r| r.error.is_some()).count();
+        let rebuilt: usize = recoveries.iter().map(|r| r.rebuilt_indexes).sum();
+        let _ = writeln!(
+            out,
+            "recoveries             {} (torn tails cut {truncated}, indexes rebuilt {rebuilt}, failed opens {failed})",
+            recoveries.len()
+        );
+        let _ = writeln!(out);
+        let _ = writeln!(out, "{:<30} {:>10}  result", "invariants checked", "facts");
+        for check in &self.checks {
+            let verdict = if check.violations.is_empty() {
+                "ok".to_string()
+            } else {
+                format!("VIOLATED ({})", check.violations.len() as u64 + check.more)
+            };
+            let _ = writeln!(out, "  {:<28} {:>10}  {verdict}", check.name, check.checked);
+        }
+        out
+    }
+
     /// The trace file: a header (scenario, seed, planted bug, derived configuration), every
     /// kept trace line, the violations, and a summary with the hash. JSON lines.
     pub fn trace_file_lines(&self, scenario: &Scenario, planted: Option<&str>) -> Vec<String> {
