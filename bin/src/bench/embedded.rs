@@ -388,12 +388,11 @@ async fn run_all(
             sync: SyncPolicy::NeverUnsafe,
         },
     ];
-    let mut first = true;
     for w in appends {
         if wanted(w.name) {
             // The disk's fsync rate drifts from minute to minute: each durable workload is
             // held against a probe taken just before it.
-            let probe = if w.sync == SyncPolicy::Always && !std::mem::take(&mut first) {
+            let probe = if w.sync == SyncPolicy::Always {
                 raw_fsync_rate(root, 1)?
             } else {
                 fsync_rate
