@@ -31,8 +31,8 @@ use crate::model::{
     PartitionId, PartitionKey, PartitionSeq, StreamVersion, Transaction, validate_event_name,
 };
 use crate::store::index::{
-    FixedMap, Pos, Run, SealedIndex, SegmentIndex, StreamKey, StreamKeyRef, encode_index_file,
-    event_hash, set_stream, stream_hash,
+    FixedMap, Pos, Run, SealedEvents, SealedIndex, SegmentIndex, StreamKey, StreamKeyRef,
+    encode_index_file, event_hash, set_stream, stream_hash,
 };
 use crate::store::layout;
 use crate::store::record::{
@@ -78,6 +78,8 @@ pub struct StreamState {
 /// Everything readers may see: durable and published only.
 pub struct BucketView<D: Disk> {
     pub sealed: Vec<SealedSegment<D>>,
+    /// Every sealed segment's event ids, for a lookup that skips them all at once.
+    pub sealed_events: SealedEvents,
     pub open: OpenSegment<D>,
     pub streams: FixedMap<StreamKey, StreamState>,
     /// The next sequence of each partition with events.
@@ -94,6 +96,9 @@ impl<D: Disk> BucketView<D> {
             return Some((self.open.data(), *pos));
         }
         let hash = event_hash(id);
+        if !self.sealed_events.may_contain(hash) {
+            return None;
+        }
         self.sealed.iter().rev().find_map(|s| {
             s.index
                 .event_hashed(id, hash)
@@ -1067,6 +1072,13 @@ impl<D: Disk> BucketWriter<D> {
             data: SegmentData::sealed(old_path, map),
             index: sealed,
         });
+        let BucketView {
+            sealed,
+            sealed_events,
+            ..
+        } = &mut *view;
+        let indexes = sealed.iter().map(|s| &s.index);
+        sealed_events.add(&sealed.last().expect("just sealed").index, indexes);
         view.open = OpenSegment {
             id: new_id,
             path: Arc::new(new_path),
