@@ -203,7 +203,7 @@ impl SimDisk {
     pub fn written_contents(&self, path: &Path) -> Option<Vec<u8>> {
         let mut state = self.lock();
         let path = state.path(path).ok()?;
-        Some(state.lookup_file(&path, View::Current)?.written.clone())
+        Some(state.lookup_file(&path, View::Current)?.written().clone())
     }
 
     /// The sum of all live files' written lengths: the figure the capacity limits. A removed
@@ -346,6 +346,50 @@ mod tests {
 
     use super::*;
     use crate::File;
+
+    /// A map shows the bytes as they were when it was taken, however the file changes after
+    /// (writes, truncations, crashes, corruption), though unchanged files share one copy.
+    #[test]
+    fn maps_show_the_bytes_of_their_moment() {
+        for seed in 0..20 {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let disk = SimDisk::new(seed, FaultConfig::default());
+            disk.create_dir_all(Path::new("/db")).unwrap();
+            let path = PathBuf::from("/db/f");
+            let mut file = disk.open(&path, OpenMode::CreateOrOpen).unwrap();
+            disk.sync_dir(Path::new("/")).unwrap();
+            disk.sync_dir(Path::new("/db")).unwrap();
+            let mut maps = Vec::new();
+            for _ in 0..200 {
+                match rng.random_range(0..8) {
+                    0 | 1 => {
+                        let offset = rng.random_range(0..300);
+                        let len = rng.random_range(1..50);
+                        file.write_at(offset, &vec![rng.random(); len]).unwrap();
+                    }
+                    2 => file.truncate(rng.random_range(0..300)).unwrap(),
+                    3 => file.sync().unwrap(),
+                    4 => {
+                        disk.crash();
+                        file = disk.open(&path, OpenMode::CreateOrOpen).unwrap();
+                    }
+                    5 => {
+                        let _ = disk.corrupt(&path, rng.random_range(0..300), 0x10);
+                    }
+                    _ => {
+                        let map = file.map().unwrap();
+                        let again = file.map().unwrap();
+                        assert_eq!(map.as_ptr(), again.as_ptr(), "unchanged: one copy");
+                        maps.push((map, disk.written_contents(&path).unwrap()));
+                    }
+                }
+                assert_eq!(&*file.map().unwrap(), disk.written_contents(&path).unwrap());
+                for (map, then) in &maps {
+                    assert_eq!(&**map, then.as_slice());
+                }
+            }
+        }
+    }
 
     /// Random creations, writes, renames (over files and onto new names, of files and
     /// directories), removals, directory syncs, closes and crashes: after each one the state

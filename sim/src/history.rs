@@ -39,8 +39,10 @@ impl Eid {
     }
 }
 
-impl fmt::Display for Eid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Eid {
+    /// The client, the id space (`""`, `"u"` or `"t"`) and the counter of a workload id;
+    /// `None` for an id no client made.
+    fn parts(self) -> Option<(u64, &'static str, u64)> {
         let client = (self.0 >> 64) as u64;
         let n = self.0 as u64;
         // Transaction ids set bit 63 of the counter, gets of unused ids bit 62.
@@ -49,16 +51,78 @@ impl fmt::Display for Eid {
             1 => ("u", n & !(1 << 62)),
             _ => ("t", n & !(1 << 63)),
         };
-        match client.checked_sub(1) {
-            Some(c) => write!(f, "c{c}.{space}{n}"),
+        Some((client.checked_sub(1)?, space, n))
+    }
+}
+
+impl fmt::Display for Eid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.parts() {
+            Some((c, space, n)) => write!(f, "c{c}.{space}{n}"),
             None => write!(f, "x{:x}", self.0),
         }
     }
 }
 
+/// Serialised as its [`Display`](fmt::Display) form, assembled on the stack: every trace line
+/// holds ids, and `collect_str` would run them through `fmt` and escape each piece.
 impl Serialize for Eid {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        match self.parts() {
+            Some((c, space, n)) => {
+                let mut text = ShortStr::default();
+                text.push(b"c");
+                text.push_u64(c);
+                text.push(b".");
+                text.push(space.as_bytes());
+                text.push_u64(n);
+                s.serialize_str(text.as_str())
+            }
+            None => s.collect_str(self),
+        }
+    }
+}
+
+/// A string of at most 48 bytes built on the stack, for trace fields that are short
+/// renderings of numbers.
+pub(crate) struct ShortStr {
+    bytes: [u8; 48],
+    len: usize,
+}
+
+impl Default for ShortStr {
+    fn default() -> Self {
+        ShortStr {
+            bytes: [0; 48],
+            len: 0,
+        }
+    }
+}
+
+impl ShortStr {
+    /// Appends ASCII `part`; panics past 48 bytes.
+    pub(crate) fn push(&mut self, part: &[u8]) {
+        self.bytes[self.len..self.len + part.len()].copy_from_slice(part);
+        self.len += part.len();
+    }
+
+    /// Appends `n` in decimal, as `Display` writes it.
+    pub(crate) fn push_u64(&mut self, mut n: u64) {
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.push(&digits[at..]);
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.len]).expect("ASCII pushed")
     }
 }
 
@@ -130,9 +194,19 @@ impl fmt::Display for StreamRef {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Expected(pub ExpectedVersion);
 
+/// Serialised as its `Display` form (`any`, `exists`, `empty` or the version), without `fmt`.
 impl Serialize for Expected {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&self.0)
+        match self.0 {
+            ExpectedVersion::Any => s.serialize_str("any"),
+            ExpectedVersion::Exists => s.serialize_str("exists"),
+            ExpectedVersion::Empty => s.serialize_str("empty"),
+            ExpectedVersion::Exact(n) => {
+                let mut text = ShortStr::default();
+                text.push_u64(n);
+                s.serialize_str(text.as_str())
+            }
+        }
     }
 }
 
@@ -907,6 +981,43 @@ mod tests {
         let id = Eid::new(3, 17);
         assert_eq!(id.to_string(), "c3.17");
         assert_eq!(Eid::from_uuid(id.uuid()), id);
+    }
+
+    #[test]
+    fn ids_and_expected_versions_serialise_as_they_display() {
+        let counters = [
+            0,
+            1,
+            9,
+            10,
+            12_345,
+            u64::MAX >> 2,
+            1 << 62 | 7,
+            1 << 63 | 99,
+            u64::MAX,
+        ];
+        for client in [0, 1, 41, u32::MAX - 1] {
+            for n in counters {
+                let id = Eid::new(client, n);
+                let json = serde_json::to_string(&id).unwrap();
+                assert_eq!(json, format!("\"{id}\""));
+            }
+        }
+        for raw in [0u128, 5, u128::from(u64::MAX)] {
+            let id = Eid(raw);
+            assert_eq!(serde_json::to_string(&id).unwrap(), format!("\"{id}\""));
+        }
+        for expected in [
+            ExpectedVersion::Any,
+            ExpectedVersion::Exists,
+            ExpectedVersion::Empty,
+            ExpectedVersion::Exact(0),
+            ExpectedVersion::Exact(907),
+            ExpectedVersion::Exact(u64::MAX),
+        ] {
+            let json = serde_json::to_string(&Expected(expected)).unwrap();
+            assert_eq!(json, format!("\"{expected}\""));
+        }
     }
 
     #[test]

@@ -136,11 +136,51 @@ pub fn digest(stream: &str, name: &str, metadata: &[u8], payload: &[u8], timesta
         at += 8 + part.len();
     }
     bytes[at..].copy_from_slice(&timestamp_ms.to_le_bytes());
-    let mut low = crc32fast::Hasher::new_with_initial(0x5157_u32);
-    let mut high = crc32fast::Hasher::new_with_initial(0x9e37_79b9);
+    let mut low = crc32fast::Hasher::new_with_initial(DIGEST_LOW_INIT);
     low.update(bytes);
-    high.update(bytes);
-    u64::from(high.finalize()) << 32 | u64::from(low.finalize())
+    let low = low.finalize();
+    let high = match DIGEST_HIGH_XOR_LOW.get(bytes.len()) {
+        // One CRC pass gives both halves (see `DIGEST_HIGH_XOR_LOW`).
+        Some(difference) => low ^ difference,
+        None => {
+            let mut high = crc32fast::Hasher::new_with_initial(DIGEST_HIGH_INIT);
+            high.update(bytes);
+            high.finalize()
+        }
+    };
+    u64::from(high) << 32 | u64::from(low)
+}
+
+const DIGEST_LOW_INIT: u32 = 0x5157;
+const DIGEST_HIGH_INIT: u32 = 0x9e37_79b9;
+
+/// `DIGEST_HIGH_XOR_LOW[n]`: the CRC-32 of `n` bytes begun at [`DIGEST_HIGH_INIT`] XOR the
+/// CRC-32 of the same bytes begun at [`DIGEST_LOW_INIT`], which is the same for all `n`
+/// bytes. A CRC register is linear over GF(2) in its start and its input together, so the
+/// two differ by the start difference carried through `n` zero bytes: `A^n (high ^ low)`,
+/// where `A` advances the (reflected, polynomial `0xEDB88320`) register over one zero byte.
+/// Covers every length the digest's stack buffer holds.
+static DIGEST_HIGH_XOR_LOW: [u32; 513] = digest_high_xor_low();
+
+const fn digest_high_xor_low() -> [u32; 513] {
+    let mut out = [0u32; 513];
+    let mut register = DIGEST_HIGH_INIT ^ DIGEST_LOW_INIT;
+    let mut n = 0;
+    while n < out.len() {
+        out[n] = register;
+        // One zero byte: eight shifts of the reflected register.
+        let mut bit = 0;
+        while bit < 8 {
+            register = if register & 1 == 1 {
+                (register >> 1) ^ 0xEDB8_8320
+            } else {
+                register >> 1
+            };
+            bit += 1;
+        }
+        n += 1;
+    }
+    out
 }
 
 /// What a read saw of a stored event.
@@ -795,7 +835,7 @@ pub async fn probe(
 
 #[cfg(test)]
 mod tests {
-    use super::digest;
+    use super::{DIGEST_HIGH_INIT, DIGEST_HIGH_XOR_LOW, DIGEST_LOW_INIT, digest};
 
     /// The digest as first written: one CRC update per piece.
     fn piecewise(stream: &str, name: &str, metadata: &[u8], payload: &[u8], ts: u64) -> u64 {
@@ -811,6 +851,21 @@ mod tests {
         low.update(&ts.to_le_bytes());
         high.update(&ts.to_le_bytes());
         u64::from(high.finalize()) << 32 | u64::from(low.finalize())
+    }
+
+    #[test]
+    fn one_crc_pass_gives_both_digest_halves() {
+        let bytes: Vec<u8> = (0..DIGEST_HIGH_XOR_LOW.len() as u32)
+            .map(|i| (i * 37 % 251) as u8)
+            .collect();
+        for (len, difference) in DIGEST_HIGH_XOR_LOW.iter().enumerate() {
+            let crc = |init| {
+                let mut h = crc32fast::Hasher::new_with_initial(init);
+                h.update(&bytes[..len]);
+                h.finalize()
+            };
+            assert_eq!(crc(DIGEST_HIGH_INIT), crc(DIGEST_LOW_INIT) ^ difference);
+        }
     }
 
     #[test]

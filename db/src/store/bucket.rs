@@ -31,8 +31,8 @@ use crate::model::{
     PartitionId, PartitionKey, PartitionSeq, StreamVersion, Transaction, validate_event_name,
 };
 use crate::store::index::{
-    FixedMap, Pos, Run, SealedEvents, SealedIndex, SegmentIndex, StreamKey, StreamKeyRef,
-    encode_index_file, event_hash, set_stream, stream_hash,
+    FixedMap, Pos, Run, SealedEvents, SealedIndex, SealedRuns, SegmentIndex, StreamKey,
+    StreamKeyRef, encode_index_file, event_hash, set_stream,
 };
 use crate::store::layout;
 use crate::store::record::{
@@ -80,6 +80,9 @@ pub struct BucketView<D: Disk> {
     pub sealed: Vec<SealedSegment<D>>,
     /// Every sealed segment's event ids, for a lookup that skips them all at once.
     pub sealed_events: SealedEvents,
+    /// Where each stream's and partition's runs are among the sealed segments, so a read
+    /// visits only the segments that hold what it asks for.
+    pub sealed_runs: SealedRuns,
     pub open: OpenSegment<D>,
     pub streams: FixedMap<StreamKey, StreamState>,
     /// The next sequence of each partition with events.
@@ -95,31 +98,15 @@ impl<D: Disk> BucketView<D> {
         if let Some(pos) = self.open.index.events.get(id) {
             return Some((self.open.data(), *pos));
         }
-        let hash = event_hash(id);
-        if !self.sealed_events.may_contain(hash) {
+        if !self.sealed_events.may_contain(id) {
             return None;
         }
+        let hash = event_hash(id);
         self.sealed.iter().rev().find_map(|s| {
             s.index
                 .event_hashed(id, hash)
                 .map(|pos| (s.data.clone(), pos))
         })
-    }
-
-    /// The runs of one stream or partition, segment by segment, oldest first: `sealed` picks
-    /// a sealed segment's run, `open` is the open segment's.
-    fn runs<'a>(
-        &'a self,
-        sealed: impl Fn(&'a SealedIndex) -> Option<&'a Run>,
-        open: Option<&'a Run>,
-    ) -> Vec<(SegmentData<D>, &'a Run)> {
-        let mut runs: Vec<_> = self
-            .sealed
-            .iter()
-            .filter_map(|s| sealed(&s.index).map(|run| (s.data.clone(), run)))
-            .collect();
-        runs.extend(open.map(|run| (self.open.data(), run)));
-        runs
     }
 
     /// Positions of versions `from..=to` of a stream, at most `limit`, ascending or descending,
@@ -132,10 +119,26 @@ impl<D: Disk> BucketView<D> {
         limit: usize,
         reverse: bool,
     ) -> (Positions<D>, bool) {
-        let open = self.open.index.streams.get(key).map(|s| &s.run);
-        let hash = stream_hash(key);
-        let runs = self.runs(|index| index.stream_hashed(key, hash), open);
-        collect_runs(runs, from, to, limit, reverse)
+        let sealed = self
+            .sealed_runs
+            .stream(key, from, to)
+            .iter()
+            .filter_map(|at| {
+                let segment = &self.sealed[at.sealed as usize];
+                let run = &segment.index.index.streams.get(key)?.run;
+                Some((segment.data.clone(), run))
+            });
+        let open = self
+            .open
+            .index
+            .streams
+            .get(key)
+            .map(|s| (self.open.data(), &s.run));
+        if reverse {
+            collect_runs(open.into_iter().chain(sealed.rev()), from, to, limit, true)
+        } else {
+            collect_runs(sealed.chain(open), from, to, limit, false)
+        }
     }
 
     fn partition_positions(
@@ -145,14 +148,30 @@ impl<D: Disk> BucketView<D> {
         to: u64,
         limit: usize,
     ) -> (Positions<D>, bool) {
-        let open = self.open.index.partitions.get(&partition);
-        let runs = self.runs(|index| index.index.partitions.get(&partition), open);
-        collect_runs(runs, from, to, limit, false)
+        let sealed = self
+            .sealed_runs
+            .partition(partition, from, to)
+            .iter()
+            .filter_map(|at| {
+                let segment = &self.sealed[at.sealed as usize];
+                let run = segment.index.index.partitions.get(&partition)?;
+                Some((segment.data.clone(), run))
+            });
+        let open = self
+            .open
+            .index
+            .partitions
+            .get(&partition)
+            .map(|run| (self.open.data(), run));
+        collect_runs(sealed.chain(open), from, to, limit, false)
     }
 }
 
-fn collect_runs<D: Disk>(
-    mut runs: Vec<(SegmentData<D>, &crate::store::index::Run)>,
+/// The positions of numbers `from..=to` in `runs` (one stream's or partition's, segment by
+/// segment, in the order to read them), at most `limit`, and whether more remained. Runs are
+/// taken one at a time, so a read that reaches its limit clones no segment past it.
+fn collect_runs<'a, D: Disk + 'a>(
+    runs: impl Iterator<Item = (SegmentData<D>, &'a Run)>,
     from: u64,
     to: u64,
     limit: usize,
@@ -161,9 +180,6 @@ fn collect_runs<D: Disk>(
     let mut out = Vec::new();
     if from > to {
         return (out, false);
-    }
-    if reverse {
-        runs.reverse();
     }
     for (data, run) in runs {
         let lo = from.max(run.first);
@@ -1075,10 +1091,12 @@ impl<D: Disk> BucketWriter<D> {
         let BucketView {
             sealed,
             sealed_events,
+            sealed_runs,
             ..
         } = &mut *view;
         let indexes = sealed.iter().map(|s| &s.index);
         sealed_events.add(&sealed.last().expect("just sealed").index, indexes);
+        sealed_runs.add(sealed.len() - 1, &sealed.last().expect("just sealed").index);
         view.open = OpenSegment {
             id: new_id,
             path: Arc::new(new_path),
@@ -1122,4 +1140,165 @@ fn same_content(existing: &Event, key: PartitionKey, new: &NewEvent) -> bool {
         && existing.event_name == new.event_name
         && existing.metadata == new.metadata
         && existing.payload == new.payload
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use bytes::Bytes;
+    use disk::{FaultConfig, SimDisk};
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::model::{ExpectedVersion, StreamId, TransactionId};
+
+    /// A key's positions in `from..=to` found the plain way: every run of every segment
+    /// (sealed in order, then the open one), flattened, reversed for a backward read.
+    fn scan_every_segment(
+        runs: Vec<(PathBuf, &Run)>,
+        from: u64,
+        to: u64,
+        limit: usize,
+        reverse: bool,
+    ) -> (Vec<(PathBuf, Pos, u64)>, bool) {
+        let mut all = Vec::new();
+        for (path, run) in runs {
+            for (i, pos) in run.positions.iter().enumerate() {
+                let n = run.first + i as u64;
+                if (from..=to).contains(&n) {
+                    all.push((path.clone(), *pos, n));
+                }
+            }
+        }
+        if reverse {
+            all.reverse();
+        }
+        let more = all.len() > limit;
+        all.truncate(limit);
+        (all, more)
+    }
+
+    fn plain(positions: (Positions<SimDisk>, bool)) -> (Vec<(PathBuf, Pos, u64)>, bool) {
+        let (positions, more) = positions;
+        let positions = positions
+            .into_iter()
+            .map(|(data, pos, n)| (data.path().clone(), pos, n))
+            .collect();
+        (positions, more)
+    }
+
+    /// Every stream and partition read, over ranges inside, across and past the segments,
+    /// finds through [`SealedRuns`] exactly what asking every segment finds.
+    fn assert_runs_match_every_segment(view: &BucketView<SimDisk>) {
+        let ranges = [
+            (0, u64::MAX, usize::MAX),
+            (0, u64::MAX, 7),
+            (3, 40, 1000),
+            (25, 26, 1),
+            (13, u64::MAX, 0),
+            (50, 20, 10),
+            (200, u64::MAX, 5),
+        ];
+        let keys: Vec<StreamKey> = view.streams.keys().cloned().collect();
+        for key in &keys {
+            for (from, to, limit) in ranges {
+                for reverse in [false, true] {
+                    let mut runs: Vec<(PathBuf, &Run)> = view
+                        .sealed
+                        .iter()
+                        .filter_map(|s| {
+                            let run = &s.index.index.streams.get(key)?.run;
+                            Some((s.data.path().clone(), run))
+                        })
+                        .collect();
+                    if let Some(s) = view.open.index.streams.get(key) {
+                        runs.push((view.open.path.as_ref().clone(), &s.run));
+                    }
+                    assert_eq!(
+                        plain(view.stream_positions(key, from, to, limit, reverse)),
+                        scan_every_segment(runs, from, to, limit, reverse),
+                        "{key:?} {from}..={to} limit {limit} reverse {reverse}"
+                    );
+                }
+            }
+        }
+        for &partition in view.partitions.keys() {
+            for (from, to, limit) in ranges {
+                let mut runs: Vec<(PathBuf, &Run)> = view
+                    .sealed
+                    .iter()
+                    .filter_map(|s| {
+                        let run = s.index.index.partitions.get(&partition)?;
+                        Some((s.data.path().clone(), run))
+                    })
+                    .collect();
+                if let Some(run) = view.open.index.partitions.get(&partition) {
+                    runs.push((view.open.path.as_ref().clone(), run));
+                }
+                assert_eq!(
+                    plain(view.partition_positions(partition, from, to, limit)),
+                    scan_every_segment(runs, from, to, limit, false),
+                    "p{partition:?} {from}..={to} limit {limit}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn sealed_runs_find_what_every_segment_holds_after_seals_and_recovery() {
+        let disk = SimDisk::new(7, FaultConfig::default());
+        let root = Path::new("/db");
+        let config = StoreConfig {
+            partition_count: 4,
+            bucket_count: 1,
+            segment_size_bytes: 1024,
+            max_transaction_bytes: 512,
+            ..StoreConfig::default()
+        };
+        let streams: Vec<StreamId> = (0..6)
+            .map(|i| StreamId::new(&format!("stream-{i}")).unwrap())
+            .collect();
+        {
+            let (_store, mut writers, _) = crate::store::open(&disk, root, config.clone()).unwrap();
+            for n in 0..300u128 {
+                // Streams 2k and 2k + 1 share a partition key; every third transaction
+                // appends to both.
+                let i = (n % 6) as usize;
+                let mut names = vec![streams[i].clone()];
+                if n % 3 == 0 {
+                    names.push(streams[i ^ 1].clone());
+                }
+                let txn = Transaction {
+                    transaction_id: TransactionId(Uuid::from_u128(n + (1 << 100))),
+                    partition_key: PartitionKey::for_stream(&streams[i & !1]),
+                    events: names
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, stream_id)| NewEvent {
+                            event_id: EventId(Uuid::from_u128(n * 2 + i as u128 + 1)),
+                            stream_id,
+                            event_name: "Happened".into(),
+                            expected_version: ExpectedVersion::Any,
+                            timestamp_ms: 0,
+                            metadata: Bytes::new(),
+                            payload: Bytes::from_static(b"0123456789"),
+                        })
+                        .collect(),
+                };
+                let results = writers[0].append_batch(vec![txn]);
+                assert!(results[0].is_ok(), "{:?}", results[0]);
+                if n % 50 == 0 {
+                    assert_runs_match_every_segment(&writers[0].shared().read_view());
+                }
+            }
+            let view = writers[0].shared().read_view();
+            assert!(view.sealed.len() >= 10, "{} sealed", view.sealed.len());
+            assert_runs_match_every_segment(&view);
+        }
+        let (_store, writers, _) = crate::store::open(&disk, root, config).unwrap();
+        let view = writers[0].shared().read_view();
+        assert!(view.sealed.len() >= 10, "{} sealed", view.sealed.len());
+        assert_runs_match_every_segment(&view);
+    }
 }

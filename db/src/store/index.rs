@@ -176,7 +176,7 @@ impl Bloom {
         }
     }
 
-    fn probes(&self, hash: u64) -> impl Iterator<Item = usize> + '_ {
+    fn probes(&self, hash: u64) -> impl Iterator<Item = usize> + use<> {
         let bits = (self.words.len() * 64) as u64;
         // `with_capacity` sizes every filter to a power of two, where the remainder is a mask
         // (a division per probe costs more than the rest of a lookup); a filter read from a
@@ -184,7 +184,8 @@ impl Bloom {
         let mask = bits.is_power_of_two().then(|| bits - 1);
         let h1 = hash;
         let h2 = mix64(hash ^ 0x9e37_79b9_7f4a_7c15) | 1;
-        (0..u64::from(self.k)).map(move |i| {
+        let k = self.k;
+        (0..u64::from(k)).map(move |i| {
             let h = h1.wrapping_add(i.wrapping_mul(h2));
             match mask {
                 Some(mask) => (h & mask) as usize,
@@ -194,8 +195,7 @@ impl Bloom {
     }
 
     pub fn insert(&mut self, hash: u64) {
-        let probes: Vec<usize> = self.probes(hash).collect();
-        for bit in probes {
+        for bit in self.probes(hash) {
             self.words[bit / 64] |= 1 << (bit % 64);
         }
     }
@@ -339,14 +339,137 @@ impl SealedEvents {
 
     fn insert(&mut self, sealed: &SealedIndex) {
         for id in sealed.index.events.keys() {
-            self.bloom.insert(event_hash(id));
+            self.bloom.insert(Self::hash(id));
         }
         self.items += sealed.index.events.len();
     }
 
-    /// False when no sealed segment holds the id of this [`event_hash`].
-    pub fn may_contain(&self, hash: u64) -> bool {
-        self.bloom.may_contain(hash)
+    /// False when no sealed segment holds `id`.
+    pub fn may_contain(&self, id: &EventId) -> bool {
+        self.bloom.may_contain(Self::hash(id))
+    }
+
+    /// The filter's hash of an id. It lives in memory only, so unlike [`event_hash`] (fixed
+    /// by the index files' filters) it can be a cheap mix of the id's two halves: recovery
+    /// hashes every sealed id again, and an append hashes each of its ids.
+    fn hash(id: &EventId) -> u64 {
+        let id = id.0.as_u128();
+        mix64(id as u64 ^ mix64((id >> 64) as u64))
+    }
+}
+
+/// Where one stream's or one partition's run sits in a sealed segment, as [`SealedRuns`]
+/// lists them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunAt {
+    /// The segment's place in the bucket's list of sealed segments (oldest first).
+    pub sealed: u32,
+    /// The run's first number and one past its last.
+    pub first: u64,
+    pub end: u64,
+}
+
+/// Every stream's and partition's runs over all of a bucket's sealed segments, oldest first.
+///
+/// A read of a stream or partition needs the runs that overlap the numbers it asks for.
+/// Without this it would look the key up in every sealed segment (a bloom probe and a map
+/// lookup each), a cost that grows with the data stored; with it, the key's list is found in
+/// one lookup. A key's runs follow each other in segment order without overlap (recovery
+/// refuses segments whose numbers do not continue, and appends only extend a key's last
+/// number), so the overlapping ones are found by binary search; a list that were ever out of
+/// that order would be handed out whole, which the reader filters run by run as it would
+/// the segments' own maps.
+#[derive(Clone, Debug, Default)]
+pub struct SealedRuns {
+    streams: FixedMap<StreamKey, RunList>,
+    partitions: FixedMap<PartitionId, RunList>,
+}
+
+/// One key's sealed runs, oldest first, and whether each starts at or past the previous end.
+#[derive(Clone, Debug)]
+struct RunList {
+    ordered: bool,
+    runs: Vec<RunAt>,
+}
+
+impl RunList {
+    fn new(at: RunAt) -> RunList {
+        RunList {
+            ordered: true,
+            runs: vec![at],
+        }
+    }
+
+    fn push(&mut self, at: RunAt) {
+        if self.runs.last().is_some_and(|last| at.first < last.end) {
+            self.ordered = false;
+        }
+        self.runs.push(at);
+    }
+
+    /// The runs that may hold a number in `from..=to`: exactly those when ordered.
+    fn overlapping(&self, from: u64, to: u64) -> &[RunAt] {
+        if !self.ordered {
+            return &self.runs;
+        }
+        if from > to {
+            return &[];
+        }
+        let start = self.runs.partition_point(|r| r.end <= from);
+        let stop = self.runs.partition_point(|r| r.first <= to);
+        self.runs.get(start..stop).unwrap_or(&[])
+    }
+}
+
+impl SealedRuns {
+    /// The runs of `indexes`, the bucket's sealed segments in order.
+    pub fn build<'a>(indexes: impl Iterator<Item = &'a SealedIndex>) -> Self {
+        let mut runs = SealedRuns::default();
+        for (sealed, index) in indexes.enumerate() {
+            runs.add(sealed, index);
+        }
+        runs
+    }
+
+    /// Adds the runs of the segment sealed at place `sealed` (after every earlier one).
+    pub fn add(&mut self, sealed: usize, index: &SealedIndex) {
+        let sealed = u32::try_from(sealed).expect("fewer than 2^32 sealed segments");
+        let at = |run: &Run| RunAt {
+            sealed,
+            first: run.first,
+            end: run.end(),
+        };
+        for (key, stream) in &index.index.streams {
+            match self.streams.get_mut(key) {
+                Some(list) => list.push(at(&stream.run)),
+                None => {
+                    self.streams
+                        .insert(key.clone(), RunList::new(at(&stream.run)));
+                }
+            }
+        }
+        for (partition, run) in &index.index.partitions {
+            match self.partitions.get_mut(partition) {
+                Some(list) => list.push(at(run)),
+                None => {
+                    self.partitions.insert(*partition, RunList::new(at(run)));
+                }
+            }
+        }
+    }
+
+    /// The sealed runs of a stream that may hold a number in `from..=to`, oldest first.
+    pub fn stream(&self, key: &StreamKey, from: u64, to: u64) -> &[RunAt] {
+        self.streams
+            .get(key)
+            .map_or(&[], |list| list.overlapping(from, to))
+    }
+
+    /// The sealed runs of a partition that may hold a number in `from..=to`, oldest first.
+    pub fn partition(&self, partition: PartitionId, from: u64, to: u64) -> &[RunAt] {
+        self.partitions
+            .get(&partition)
+            .map_or(&[], |list| list.overlapping(from, to))
     }
 }
 
@@ -491,7 +614,9 @@ pub fn decode_index_file(bytes: &[u8]) -> Result<SealedIndex, IndexFileError> {
     let segment = c.u32()?;
     let data_end = c.u64()?;
     let mut index = SegmentIndex::default();
-    for _ in 0..c.count(28)? {
+    let events = c.count(28)?;
+    index.events.reserve(events);
+    for _ in 0..events {
         let id = EventId(Uuid::from_bytes(c.bytes(16)?.try_into().unwrap()));
         let pos = Pos {
             offset: c.u64()?,
@@ -499,7 +624,9 @@ pub fn decode_index_file(bytes: &[u8]) -> Result<SealedIndex, IndexFileError> {
         };
         index.events.insert(id, pos);
     }
-    for _ in 0..c.count(35)? {
+    let streams = c.count(35)?;
+    index.streams.reserve(streams);
+    for _ in 0..streams {
         let partition = PartitionId(c.u16()?);
         let len = c.u8()? as usize;
         let stream =
@@ -552,11 +679,11 @@ mod tests {
         assert!(filter.capacity >= 4000, "grew to {}", filter.capacity);
         for sealed in &all {
             for id in sealed.index.events.keys() {
-                assert!(filter.may_contain(event_hash(id)), "{id:?} missing");
+                assert!(filter.may_contain(id), "{id:?} missing");
             }
         }
         let absent = (0..10_000u128)
-            .filter(|n| filter.may_contain(event_hash(&EventId(Uuid::from_u128(n | 1 << 100)))))
+            .filter(|n| filter.may_contain(&EventId(Uuid::from_u128(n | 1 << 100))))
             .count();
         assert!(absent < 300, "{absent} of 10,000 absent ids pass");
         assert_eq!(
@@ -564,6 +691,26 @@ mod tests {
             filter.items,
             "rebuilt and grown filters count the same ids"
         );
+    }
+
+    #[test]
+    fn run_lists_give_the_runs_that_overlap_a_range() {
+        let at = |sealed, first, end| RunAt { sealed, first, end };
+        let mut list = RunList::new(at(0, 0, 5));
+        list.push(at(2, 5, 9));
+        list.push(at(3, 9, 20));
+        assert!(list.ordered);
+        assert_eq!(list.overlapping(0, u64::MAX), &list.runs[..]);
+        assert_eq!(list.overlapping(0, 0), &list.runs[..1]);
+        assert_eq!(list.overlapping(4, 5), &list.runs[..2]);
+        assert_eq!(list.overlapping(6, 9), &list.runs[1..]);
+        assert_eq!(list.overlapping(19, 19), &list.runs[2..]);
+        assert!(list.overlapping(20, u64::MAX).is_empty());
+        assert!(list.overlapping(7, 6).is_empty());
+        // Out of order (never the case in a bucket): every run, for the reader to filter.
+        list.push(at(4, 3, 4));
+        assert!(!list.ordered);
+        assert_eq!(list.overlapping(30, 40).len(), 4);
     }
 
     #[test]

@@ -29,7 +29,9 @@ use crate::store::bucket::{
     BucketShared, BucketView, BucketWriter, OpenSegment, SealedSegment, StreamState,
     create_segment, write_index_file,
 };
-use crate::store::index::{FixedMap, SealedEvents, SealedIndex, SegmentIndex, decode_index_file};
+use crate::store::index::{
+    FixedMap, SealedEvents, SealedIndex, SealedRuns, SegmentIndex, decode_index_file,
+};
 use crate::store::layout::{self, BucketEntry};
 use crate::store::record::{
     FRAME_HEADER_BYTES, FrameError, KIND_SEGMENT_HEADER, KIND_TRANSACTION,
@@ -437,6 +439,7 @@ pub(crate) fn open_bucket<D: Disk>(
     };
     let view = BucketView {
         sealed_events: SealedEvents::build(sealed.iter().map(|s| &s.index)),
+        sealed_runs: SealedRuns::build(sealed.iter().map(|s| &s.index)),
         sealed,
         open,
         streams: continuity.streams,

@@ -63,12 +63,20 @@ impl State {
     /// With the configured chance, flips one random bit of `buf` (a copy: the stored bytes
     /// stay intact, like a transient error on the bus).
     fn maybe_flip_bit(&mut self, buf: &mut [u8]) {
-        if buf.is_empty() || !self.chance(self.faults.read_bit_flip_probability) {
-            return;
+        if let Some(bit) = self.bit_to_flip(buf.len()) {
+            buf[bit / 8] ^= 1 << (bit % 8);
         }
-        let bit = self.below(buf.len() * 8);
-        buf[bit / 8] ^= 1 << (bit % 8);
+    }
+
+    /// With the configured chance, which bit of a read of `len` bytes to flip (counted as
+    /// flipped).
+    fn bit_to_flip(&mut self, len: usize) -> Option<usize> {
+        if len == 0 || !self.chance(self.faults.read_bit_flip_probability) {
+            return None;
+        }
+        let bit = self.below(len * 8);
         self.counts.bit_flips += 1;
+        Some(bit)
     }
 
     /// Where a write of `len` bytes meant for `offset` lands in a file of `file_len` bytes.
@@ -104,7 +112,7 @@ impl File for SimFile {
             state.counts.read_errors += 1;
             return Err(eio());
         }
-        let written = &state.file(self.ino).written;
+        let written = state.file(self.ino).written();
         match span(offset, buf.len()) {
             Some((start, end)) if end <= written.len() => {
                 buf.copy_from_slice(&written[start..end]);
@@ -136,7 +144,7 @@ impl File for SimFile {
                     return Err(eio());
                 }
                 let (start, end) = span(offset, bytes.len()).ok_or_else(too_large)?;
-                let file_len = state.file(self.ino).written.len();
+                let file_len = state.file(self.ino).written().len();
                 state.reserve(end.saturating_sub(file_len) as u64)?;
                 let offset = state.landing_offset(start, bytes.len(), file_len);
                 state.apply(
@@ -174,7 +182,7 @@ impl File for SimFile {
                 self.check_writable()?;
                 state.check_read_only()?;
                 let len = usize::try_from(len).map_err(|_| too_large())?;
-                let file_len = state.file(self.ino).written.len();
+                let file_len = state.file(self.ino).written().len();
                 state.reserve(len.saturating_sub(file_len) as u64)?;
                 state.apply(self.ino, PendingOp::Truncate { len });
                 Ok(())
@@ -185,17 +193,23 @@ impl File for SimFile {
     fn len(&self) -> io::Result<u64> {
         let mut state = self.lock()?;
         state.access()?;
-        Ok(state.file(self.ino).written.len() as u64)
+        Ok(state.file(self.ino).written().len() as u64)
     }
 
     fn map(&self) -> io::Result<Mapped> {
         let mut state = self.lock()?;
         state.access()?;
-        let mut bytes = state.file(self.ino).written.clone();
         // A map reads the medium too, so it is subject to the same bit flips; callers verify
-        // checksums on what they read through it.
-        state.maybe_flip_bit(&mut bytes);
-        Ok(Mapped::from_bytes(bytes))
+        // checksums on what they read through it. An unflipped map shares the file's bytes.
+        let len = state.file(self.ino).written().len();
+        match state.bit_to_flip(len) {
+            Some(bit) => {
+                let mut bytes = state.file(self.ino).written().clone();
+                bytes[bit / 8] ^= 1 << (bit % 8);
+                Ok(Mapped::from_bytes(bytes))
+            }
+            None => Ok(Mapped::from_bytes(state.file_mut(self.ino).mapped())),
+        }
     }
 }
 

@@ -18,7 +18,7 @@ pub(super) enum Node {
 /// `crash` rely on it to persist or replay operations without copying whole files.
 #[derive(Default)]
 pub(super) struct FileNode {
-    pub(super) written: Vec<u8>,
+    written: Vec<u8>,
     pub(super) durable: Vec<u8>,
     pub(super) pending: Vec<PendingOp>,
     /// Handles of the current generation that point here; they keep an unlinked file alive,
@@ -29,9 +29,40 @@ pub(super) struct FileNode {
     /// (see [`State::release`](super::state::State::release)), so closing the last handle
     /// can tell in O(1) whether the file is still reachable.
     pub(super) links: u64,
+    /// `written` as the last `map` shared it, while it is unchanged: mapping a sealed segment
+    /// or an index (every one of them at each recovery) then costs no copy. Cleared by every
+    /// change of `written`, which goes through [`FileNode::written_mut`].
+    mapped: Option<std::sync::Arc<[u8]>>,
 }
 
 impl FileNode {
+    /// An empty file named by `links` directory entries.
+    pub(super) fn with_links(links: u64) -> FileNode {
+        FileNode {
+            links,
+            ..FileNode::default()
+        }
+    }
+
+    /// The bytes reads see now.
+    pub(super) fn written(&self) -> &Vec<u8> {
+        &self.written
+    }
+
+    /// `written`, to change: forgets the shared copy of it.
+    pub(super) fn written_mut(&mut self) -> &mut Vec<u8> {
+        self.mapped = None;
+        &mut self.written
+    }
+
+    /// `written` as shared bytes, copied only when it changed since the last call.
+    pub(super) fn mapped(&mut self) -> std::sync::Arc<[u8]> {
+        let written = &self.written;
+        self.mapped
+            .get_or_insert_with(|| std::sync::Arc::from(written.as_slice()))
+            .clone()
+    }
+
     /// XORs the byte at `offset` with `xor` wherever it is stored: written, durable, and the
     /// pending writes that cover it (so replaying them keeps the damage). `false`, changing
     /// nothing, if `offset` is past both the written and the durable end.
@@ -39,6 +70,7 @@ impl FileNode {
         if offset >= self.written.len() && offset >= self.durable.len() {
             return false;
         }
+        self.mapped = None;
         for bytes in [&mut self.written, &mut self.durable] {
             if let Some(byte) = bytes.get_mut(offset) {
                 *byte ^= xor;

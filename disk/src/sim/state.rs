@@ -204,9 +204,9 @@ impl State {
     /// Applies `op` to the written bytes of `ino` and remembers it as pending.
     pub(super) fn apply(&mut self, ino: Ino, op: PendingOp) {
         let file = self.file_mut(ino);
-        let before = file.written.len() as u64;
-        op.apply_to(&mut file.written);
-        let after = file.written.len() as u64;
+        let before = file.written().len() as u64;
+        op.apply_to(file.written_mut());
+        let after = file.written().len() as u64;
         file.pending.push(op);
         self.used_bytes = self.used_bytes + after - before;
     }
@@ -252,7 +252,7 @@ impl State {
         self.nodes.retain(|ino, node| {
             let keep = live.contains(ino);
             if let (false, Node::File(file)) = (keep, node) {
-                *used_bytes -= file.written.len() as u64;
+                *used_bytes -= file.written().len() as u64;
             }
             keep
         });
@@ -309,7 +309,7 @@ impl State {
             && file.open_handles == 0
             && file.links == 0
         {
-            self.used_bytes -= file.written.len() as u64;
+            self.used_bytes -= file.written().len() as u64;
             self.nodes.remove(&ino);
         }
     }
@@ -337,6 +337,17 @@ impl State {
         // BTreeMap order: inode order, so the draws happen in the same order for one seed.
         for node in self.nodes.values_mut() {
             let Node::File(file) = node else { continue };
+            if file.pending.is_empty() {
+                // Nothing to draw: the file becomes its durable bytes. Those normally equal
+                // the written ones (`corrupt` of a byte only the written ones hold can leave
+                // them apart), so usually nothing is copied and the file keeps its shared
+                // map.
+                if file.written() != &file.durable {
+                    *file.written_mut() = file.durable.clone();
+                }
+                used_bytes += file.durable.len() as u64;
+                continue;
+            }
             let mut content = std::mem::take(&mut file.durable);
             for op in file.pending.drain(..) {
                 match &op {
@@ -362,7 +373,7 @@ impl State {
                 }
             }
             used_bytes += content.len() as u64;
-            file.written = content.clone();
+            *file.written_mut() = content.clone();
             file.durable = content;
         }
         self.used_bytes = used_bytes;
@@ -404,7 +415,7 @@ impl State {
                     links.get(ino).copied().unwrap_or(0),
                     "links of {ino}"
                 );
-                used_bytes += file.written.len() as u64;
+                used_bytes += file.written().len() as u64;
             }
         }
         assert_eq!(self.used_bytes, used_bytes, "used bytes");

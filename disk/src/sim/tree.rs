@@ -208,10 +208,7 @@ impl State {
             }
             Some(ino) => Ok(ino),
             None => {
-                let ino = self.alloc(Node::File(FileNode {
-                    links: 1,
-                    ..FileNode::default()
-                }));
+                let ino = self.alloc(Node::File(FileNode::with_links(1)));
                 self.dir_mut(dir).entries.insert(name.to_owned(), ino);
                 Ok(ino)
             }

@@ -182,6 +182,39 @@ struct StoredIndex<'a> {
     events: Vec<(&'a SeenEvent, bool)>,
 }
 
+/// Per (node, event id): the appends that sent an event with that id, and which one, in
+/// history order. Found in O(1) (the workload's ids are dense per client, see [`EidIndex`]):
+/// the checkers ask for every event the final state holds. Lookups only.
+#[derive(Default)]
+pub struct Carriers<'a> {
+    /// Per node: id -> place in `lists`.
+    index: Vec<EidIndex>,
+    lists: Vec<Vec<(&'a Op, &'a SentEvent)>>,
+}
+
+impl<'a> Carriers<'a> {
+    fn push(&mut self, node: u32, id: Eid, carrier: (&'a Op, &'a SentEvent)) {
+        let node = node as usize;
+        if self.index.len() <= node {
+            self.index.resize_with(node + 1, EidIndex::default);
+        }
+        match self.index[node].get(id) {
+            Some(list) => self.lists[list as usize].push(carrier),
+            None => {
+                let list = u32::try_from(self.lists.len()).expect("fewer than 2^32 ids");
+                self.index[node].insert_new(id, list);
+                self.lists.push(vec![carrier]);
+            }
+        }
+    }
+
+    /// The appends that sent an event with id `id` to `node`.
+    pub fn get(&self, &(node, id): &(u32, Eid)) -> Option<&Vec<(&'a Op, &'a SentEvent)>> {
+        let list = self.index.get(node as usize)?.get(id)?;
+        Some(&self.lists[list as usize])
+    }
+}
+
 /// Indexes over the history and snapshot that several checkers share.
 pub struct Facts<'a> {
     /// Per node: every event the final snapshot holds, by id.
@@ -189,7 +222,7 @@ pub struct Facts<'a> {
     /// The same, per node, for lookups in O(1).
     stored_index: Vec<StoredIndex<'a>>,
     /// Per (node, event id): the appends that sent an event with that id, and which one.
-    pub carriers: BTreeMap<(u32, Eid), Vec<(&'a Op, &'a SentEvent)>>,
+    pub carriers: Carriers<'a>,
     /// Per (node, transaction id): the events the transaction sent.
     pub txns: BTreeMap<(u32, Eid), &'a [SentEvent]>,
 }
@@ -210,16 +243,13 @@ impl<'a> Facts<'a> {
             }
             stored.push(events);
         }
-        let mut carriers: BTreeMap<(u32, Eid), Vec<(&Op, &SentEvent)>> = BTreeMap::new();
+        let mut carriers = Carriers::default();
         let mut txns = BTreeMap::new();
         for op in &input.history.ops {
             if let crate::history::Input::Append { txn, events, .. } = &op.input {
                 txns.entry((op.node, *txn)).or_insert(events.as_slice());
                 for sent in events {
-                    carriers
-                        .entry((op.node, sent.id))
-                        .or_default()
-                        .push((op, sent));
+                    carriers.push(op.node, sent.id, (op, sent));
                 }
             }
         }
