@@ -5,7 +5,7 @@
 #    `--planted-bug` names one, so one build serves both steps).
 # 2. Teeth: with each planted bug switched on, a soak over every scenario must report a
 #    violation within 200 seeds; a bug that goes uncaught fails CI.
-# 3. Soak: SIM_SEEDS seeds (default 1000, about 53 per scenario, ~7 simulated seconds each)
+# 3. Soak: SIM_SEEDS seeds (default 1000, 50 per scenario, ~7 simulated seconds each)
 #    round-robin over every scenario on SIM_JOBS threads, from SIM_SEED_BASE, each scenario's
 #    duration multiplied by SIM_STRETCH (default 1: the scenarios as written). Any violation
 #    fails CI and prints the failing seeds with their replay commands (which repeat the

@@ -43,6 +43,12 @@ pub struct ServeArgs {
     /// appends can be lost on a crash; for measurements only) [default: always].
     #[arg(long, env = "SIERRADB_SYNC")]
     pub sync: Option<String>,
+    /// Bytes of zeros kept written and synced ahead of each bucket's open segment, in the
+    /// background, so a commit's fsync overwrites space the file has and needs no file
+    /// system journal commit; 0 turns it off. Changes speed only, never what is stored
+    /// [default: 4194304].
+    #[arg(long, env = "SIERRADB_PREALLOCATE_BYTES")]
+    pub preallocate_bytes: Option<u64>,
     /// Reject `EXPECTED_VERSION any|exists` and appends without an expected version, as
     /// SierraDB's `append.strict_versioning` does [default: false].
     #[arg(long, env = "SIERRADB_STRICT_VERSIONING")]
@@ -88,6 +94,7 @@ struct FileConfig {
     segment_size_bytes: Option<u64>,
     max_transaction_bytes: Option<u64>,
     sync: Option<String>,
+    preallocate_bytes: Option<u64>,
     strict_versioning: Option<bool>,
     max_connections: Option<usize>,
     max_frame_bytes: Option<usize>,
@@ -155,6 +162,10 @@ impl ServeArgs {
                 .or(file.max_transaction_events)
                 .unwrap_or(defaults.max_transaction_events),
             sync,
+            preallocate_bytes: self
+                .preallocate_bytes
+                .or(file.preallocate_bytes)
+                .unwrap_or(defaults.preallocate_bytes),
             ..defaults
         };
         store.validate()?;

@@ -251,10 +251,67 @@ fn kill_9_during_a_write_burst_loses_no_acknowledged_append() {
     }
 }
 
+/// By default the server keeps zeros written ahead of each open segment's frames
+/// (`--preallocate-bytes`): `check` takes them for unused space, and a restart appends over them.
+#[test]
+fn check_accepts_the_zeros_written_ahead_of_the_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[], &[]);
+    let mut con = server.redis();
+    for i in 0..20 {
+        let _: Value = redis::cmd("EAPPEND")
+            .arg("s")
+            .arg("E")
+            .query(&mut con)
+            .unwrap();
+        if i == 10 {
+            // The zeros are written in the background, a moment after the first appends.
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+    server.signal("TERM");
+    assert!(server.wait().success());
+    // One stream: one bucket's open segment holds the 21 frames, then the zeros.
+    let longest = (0..4)
+        .map(|b| {
+            let path = dir
+                .path()
+                .join(format!("bucket-{b:03}/segment-0000000000.log"));
+            std::fs::metadata(path).unwrap().len()
+        })
+        .max()
+        .unwrap();
+    assert!(
+        longest >= 1 << 20,
+        "no zeros ahead of the frames: {longest} bytes"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_sierradb"))
+        .args(["check", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    let server = Server::start(dir.path(), &[], &[]);
+    let mut con = server.redis();
+    let _: Value = redis::cmd("EAPPEND")
+        .arg("s")
+        .arg("E")
+        .query(&mut con)
+        .unwrap();
+    let v: i64 = redis::cmd("ESVER").arg("s").query(&mut con).unwrap();
+    assert_eq!(v, 20);
+}
+
 #[test]
 fn check_reports_a_torn_tail_and_repair_cuts_it_keeping_the_bytes() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[], &[]);
+    // Without zeros ahead of the frames, so the garbage written below directly follows them.
+    let server = Server::start(dir.path(), &["--preallocate-bytes", "0"], &[]);
     let mut con = server.redis();
     for i in 0..20 {
         let _: Value = redis::cmd("EAPPEND")

@@ -111,7 +111,12 @@ async fn concurrent_appends_share_fsyncs() {
     let dir = tempfile::tempdir().unwrap();
     let disk = SlowSyncDisk::default();
     let env = TokioEnv::new(1);
-    let (db, _) = Db::open(&env, &disk, dir.path(), StoreConfig::default()).unwrap();
+    // Without zeros written ahead, whose syncs the disk would count too.
+    let config = StoreConfig {
+        preallocate_bytes: 0,
+        ..StoreConfig::default()
+    };
+    let (db, _) = Db::open(&env, &disk, dir.path(), config).unwrap();
     let syncs_before = disk.syncs.load(Ordering::SeqCst);
     let writers = 64;
     let per_writer = 20;
@@ -176,6 +181,8 @@ async fn a_full_disk_fails_appends_cleanly_and_they_resume_when_space_returns() 
         bucket_count: 1,
         segment_size_bytes: 64 * 1024,
         max_transaction_bytes: 4 * 1024,
+        // Zeros written ahead would reserve the space this test fills (tests/prealloc.rs).
+        preallocate_bytes: 0,
         ..StoreConfig::default()
     };
     let (db, _) = Db::open(&env, &disk, &root, config.clone()).unwrap();

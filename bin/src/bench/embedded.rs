@@ -42,6 +42,10 @@ pub struct EmbeddedArgs {
     /// Run only the workloads whose name contains this.
     #[arg(long)]
     pub only: Option<String>,
+    /// Bytes of zeros kept ahead of each open segment's frames, as `serve
+    /// --preallocate-bytes` (0 = off), to measure what preallocation changes.
+    #[arg(long, default_value_t = db::config::DEFAULT_PREALLOCATE_BYTES)]
+    pub preallocate_bytes: u64,
 }
 
 /// A small deterministic generator; benchmarks need spread, not cryptography.
@@ -145,11 +149,13 @@ async fn run_appends(
     root: &Path,
     w: AppendWorkload<'_>,
     fsync_rate: f64,
+    preallocate_bytes: u64,
 ) -> anyhow::Result<Report> {
     let dir = root.join(w.name.replace(' ', "-"));
     let env = TokioEnv::new(TokioEnv::seed_from_clock());
     let config = StoreConfig {
         sync: w.sync,
+        preallocate_bytes,
         ..StoreConfig::default()
     };
     let (db, _) = Db::open(&env, &RealDisk, &dir, config)?;
@@ -397,7 +403,7 @@ async fn run_all(
             } else {
                 fsync_rate
             };
-            let report = run_appends(common, root, w, probe).await?;
+            let report = run_appends(common, root, w, probe, args.preallocate_bytes).await?;
             emit(&report, json);
             reports.push(report);
         }

@@ -35,6 +35,7 @@ use crate::store::index::{
     StreamKeyRef, encode_index_file, event_hash, set_stream,
 };
 use crate::store::layout;
+use crate::store::prealloc::{FillJob, Preallocation};
 use crate::store::record::{
     EventRecord, FRAME_HEADER_BYTES, SEGMENT_HEADER_FRAME_BYTES, SegmentHeader, TransactionRecord,
     encode_segment_header,
@@ -642,6 +643,8 @@ pub struct BucketWriter<D: Disk> {
     buf: Vec<u8>,
     /// The batch overlay, reused from batch to batch.
     overlay: Overlay,
+    /// Zeros written ahead of the open segment's frames ([`crate::store::prealloc`]).
+    prealloc: Preallocation<D>,
 }
 
 /// The largest frame buffer a writer keeps between batches.
@@ -650,12 +653,24 @@ const KEPT_BUFFER_BYTES: usize = 4 << 20;
 type BatchResult = Result<AppendOutcome, AppendError>;
 
 impl<D: Disk> BucketWriter<D> {
+    /// The writer of the open segment, whose frames end at `write_end` and whose file is
+    /// `file_len` long (longer when zeros were written ahead of the frames).
     pub(crate) fn new(
         shared: Arc<BucketShared<D>>,
         disk: D,
         config: StoreConfig,
         write_end: u64,
+        file_len: u64,
     ) -> Self {
+        let path = shared.read_view().open.path.clone();
+        let prealloc = Preallocation::new(
+            disk.clone(),
+            path,
+            write_end,
+            file_len,
+            config.segment_size_bytes,
+            config.preallocate_bytes,
+        );
         BucketWriter {
             shared,
             disk,
@@ -664,7 +679,17 @@ impl<D: Disk> BucketWriter<D> {
             poisoned: None,
             buf: Vec::new(),
             overlay: Overlay::default(),
+            prealloc,
         }
+    }
+
+    /// Zeros to write ahead of the open segment's frames, off the commit path, when they are
+    /// running out: run the job on a blocking thread ([`crate::store::prealloc`]).
+    pub fn preallocation_job(&self) -> Option<FillJob<D>> {
+        if self.poisoned.is_some() {
+            return None;
+        }
+        self.prealloc.request(self.write_end)
     }
 
     pub fn shared(&self) -> &Arc<BucketShared<D>> {
@@ -990,12 +1015,20 @@ impl<D: Disk> BucketWriter<D> {
             let view = self.shared.read_view();
             (view.open.file.clone(), view.open.path.clone())
         };
-        if let Err(err) = file.write_at(self.write_end, buf) {
+        let end = self.write_end + buf.len() as u64;
+        // Inside zeros written and synced ahead, no fill can be writing; past them, the write
+        // waits for any zero write in progress.
+        let written = if self.prealloc.covers(end) {
+            file.write_at(self.write_end, buf)
+        } else {
+            self.prealloc
+                .write_locked(end, || file.write_at(self.write_end, buf))
+        };
+        if let Err(err) = written {
             // A read-only file system refuses the whole write, and then refuses the cut too:
             // when the file shows that nothing landed, there is nothing to cut, and the bucket
             // takes appends again once the file system is writable.
-            let nothing_landed =
-                disk::is_not_writable(&err) && file.len().is_ok_and(|len| len == self.write_end);
+            let nothing_landed = disk::is_not_writable(&err) && self.untouched(&*file, end);
             if !nothing_landed {
                 self.cut_back(&*file, &path)?;
             }
@@ -1020,7 +1053,6 @@ impl<D: Disk> BucketWriter<D> {
         let events: usize = pending.iter().map(|(_, r)| r.events.len()).sum();
         stats.events.fetch_add(events as u64, Ordering::Relaxed);
         stats.bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
-        let end = self.write_end + buf.len() as u64;
         self.shared.publish(pending, end);
         self.write_end = end;
         buf.clear();
@@ -1038,9 +1070,26 @@ impl<D: Disk> BucketWriter<D> {
         false
     }
 
+    /// Whether the file shows nothing of a failed write of frames from the write end to `end`:
+    /// it ends at the write end, or what the write targeted still reads as the zeros written
+    /// ahead (a frame starts with its nonzero length, so any part of one that landed shows).
+    fn untouched(&self, file: &D::File, end: u64) -> bool {
+        let Ok(len) = file.len() else {
+            return false;
+        };
+        if len <= self.write_end {
+            return len == self.write_end;
+        }
+        let mut bytes = vec![0u8; (end.min(len) - self.write_end) as usize];
+        file.read_at(self.write_end, &mut bytes).is_ok() && bytes.iter().all(|&b| b == 0)
+    }
+
     /// After a failed write, removes whatever part of it reached the file and makes that
     /// durable, so a crash cannot resurrect a frame whose append was reported as not written.
+    /// Zeros written ahead go with it (a fill in progress is stopped first).
     fn cut_back(&mut self, file: &D::File, path: &Path) -> Result<(), StoreError> {
+        // Whatever was past the write end is cut below, known or not.
+        let _ = self.prealloc.reset(None, self.write_end);
         let result = file.truncate(self.write_end).and_then(|()| file.sync());
         if let Err(err) = result {
             let err = StoreError::io("truncate after failed write", path, err);
@@ -1062,6 +1111,14 @@ impl<D: Disk> BucketWriter<D> {
             )
         };
         let dir = self.shared.dir.clone();
+        // A sealed segment holds its frames and nothing after them: zeros written ahead go
+        // (any fill is stopped first, so none lands after the cut).
+        if self.prealloc.reset(None, self.write_end) {
+            old_file
+                .truncate(self.write_end)
+                .and_then(|()| old_file.sync())
+                .map_err(|e| StoreError::io("cut preallocated space", old_path.as_ref(), e))?;
+        }
         let sealed = SealedIndex::build(old_id, self.write_end, index);
         // Order matters for recovery: the next segment is created and made durable before the
         // index is renamed into place, so an index file always has a successor segment, and
@@ -1097,13 +1154,17 @@ impl<D: Disk> BucketWriter<D> {
         let indexes = sealed.iter().map(|s| &s.index);
         sealed_events.add(&sealed.last().expect("just sealed").index, indexes);
         sealed_runs.add(sealed.len() - 1, &sealed.last().expect("just sealed").index);
+        let new_path = Arc::new(new_path);
         view.open = OpenSegment {
             id: new_id,
-            path: Arc::new(new_path),
+            path: new_path.clone(),
             file: Arc::new(new_file),
             index: SegmentIndex::default(),
             durable_end: SEGMENT_HEADER_FRAME_BYTES,
         };
+        drop(view);
+        self.prealloc
+            .reset(Some(new_path), SEGMENT_HEADER_FRAME_BYTES);
         self.write_end = SEGMENT_HEADER_FRAME_BYTES;
         self.shared.stats.seals.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(

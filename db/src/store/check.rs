@@ -1581,6 +1581,7 @@ impl<'a, D: Disk> BucketCheck<'a, D> {
     fn scan(&mut self, segment: u32, bytes: &[u8], open: bool) -> SegmentScan {
         let bucket = self.bucket;
         let layout = self.filter.layout;
+        let segment_bytes = bytes;
         let mut index = Some(SegmentIndex::default());
         let mut torn = None;
         let (continuity, problems, summary) =
@@ -1593,6 +1594,11 @@ impl<'a, D: Disk> BucketCheck<'a, D> {
                     resync: Resync::Unreachable { bytes },
                     ..
                 }) if open => {
+                    // Zeros after the last frame are space the writer extended the segment
+                    // by ahead of its frames (docs/format.md), not a torn write.
+                    if segment_bytes[offset as usize..].iter().all(|&b| b == 0) {
+                        return;
+                    }
                     problems.push(Problem::TornTail {
                         bucket,
                         segment,

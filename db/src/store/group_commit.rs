@@ -245,6 +245,15 @@ async fn run_writer<D: Disk, E: Env>(
             // The caller may have gone away; the append stands either way.
             let _ = reply.send(result);
         }
+        if let Some(job) = writer.preallocation_job() {
+            // Zeros ahead of the frames, written and synced on another thread while the next
+            // batches commit (`store::prealloc`).
+            let runner = env.clone();
+            env.spawn(
+                "preallocate",
+                Box::pin(async move { runner.run_blocking(move || job.run()).await }),
+            );
+        }
         if blocking {
             // Let the callers just answered run before the next batch is taken: a caller
             // that appends again at once then shares the next fsync instead of waiting a whole

@@ -17,6 +17,7 @@ pub mod check;
 pub mod group_commit;
 pub mod index;
 pub mod layout;
+pub mod prealloc;
 pub mod record;
 pub mod recovery;
 pub mod segment;

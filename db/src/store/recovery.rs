@@ -364,7 +364,7 @@ pub(crate) fn open_bucket<D: Disk>(
         .map_err(|e| StoreError::io("open", &path, e))?;
     let bytes = file.map().map_err(|e| StoreError::io("read", &path, e))?;
     let len = bytes.len() as u64;
-    let (index, end, file) = if let Err(why) = check_header(&bytes, bucket, open_id) {
+    let (index, end, file_len, file) = if let Err(why) = check_header(&bytes, bucket, open_id) {
         // A segment's header is synced before the directory entry that names the segment, and
         // no frame is written before that, so a torn header can only be a short file. A bad
         // header with bytes after it is damage: refuse rather than wipe what follows.
@@ -386,7 +386,8 @@ pub(crate) fn open_bucket<D: Disk>(
             bytes: len,
             reason: why,
         });
-        (SegmentIndex::default(), SEGMENT_HEADER_FRAME_BYTES, file)
+        let end = SEGMENT_HEADER_FRAME_BYTES;
+        (SegmentIndex::default(), end, end, file)
     } else {
         let (index, end, stop) =
             scan_frames(&bytes, max_body, |_, record| continuity.add_record(record))
@@ -397,6 +398,11 @@ pub(crate) fn open_bucket<D: Disk>(
             .flat_map(|r| r.positions.iter().map(|p| p.offset))
             .collect::<std::collections::BTreeSet<_>>()
             .len() as u64;
+        // Zeros after the last frame are space the writer extended the segment by ahead of
+        // its frames (docs/format.md): the log ends there, and nothing is cut. They stay, to
+        // be written over.
+        let stop = stop.filter(|_| bytes[end as usize..].iter().any(|&b| b != 0));
+        let mut file_len = len;
         if let Some(err) = stop {
             if valid_frame_follows(&bytes, end, max_body) {
                 return Err(StoreError::corrupt(
@@ -416,6 +422,7 @@ pub(crate) fn open_bucket<D: Disk>(
                 file.truncate(end)
                     .and_then(|()| file.sync())
                     .map_err(|e| StoreError::io("truncate torn tail", &path, e))?;
+                file_len = end;
             }
             report.truncated = Some(Truncation {
                 segment: open_id,
@@ -424,7 +431,7 @@ pub(crate) fn open_bucket<D: Disk>(
                 reason: err.to_string(),
             });
         }
-        (index, end, file)
+        (index, end, file_len, file)
     };
     disk.sync_dir(&dir)
         .map_err(|e| StoreError::io("sync directory", &dir, e))?;
@@ -446,7 +453,7 @@ pub(crate) fn open_bucket<D: Disk>(
         partitions: continuity.partitions,
     };
     let shared = Arc::new(BucketShared::new(bucket, dir, view, max_body));
-    let writer = BucketWriter::new(shared.clone(), disk.clone(), config.clone(), end);
+    let writer = BucketWriter::new(shared.clone(), disk.clone(), config.clone(), end, file_len);
     Ok((shared, writer, report))
 }
 

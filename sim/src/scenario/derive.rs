@@ -603,6 +603,7 @@ impl Derived {
                 segment_size_bytes: n.segment_size.0,
                 max_transaction_bytes: n.max_transaction_bytes.0,
                 max_batch_transactions: n.max_batch_transactions,
+                preallocate_bytes: n.preallocate.0,
                 ..StoreConfig::default()
             },
             workload,
@@ -882,6 +883,13 @@ impl fmt::Display for Derived {
             s.segment_size_bytes,
             s.max_transaction_bytes
         )?;
+        if s.preallocate_bytes > 0 {
+            writeln!(
+                f,
+                "  zeros written ahead of each open segment: {}B",
+                s.preallocate_bytes
+            )?;
+        }
         writeln!(
             f,
             "  workload: clients {} streams {} ({} per key, {} hot taking {:.0}%) think {} timeout {} retries {} payload {}..{}B max events {}",

@@ -86,6 +86,10 @@ pub struct NodeSpec {
     pub segment_size: ByteSize,
     pub max_transaction_bytes: ByteSize,
     pub max_batch_transactions: usize,
+    /// Zeros kept written ahead of each open segment's frames (`db::store::prealloc`); 0,
+    /// the default, turns it off.
+    #[serde(skip_serializing_if = "ByteSize::is_zero")]
+    pub preallocate: ByteSize,
 }
 
 impl Default for NodeSpec {
@@ -97,6 +101,7 @@ impl Default for NodeSpec {
             segment_size: ByteSize(64 * 1024),
             max_transaction_bytes: ByteSize(8 * 1024),
             max_batch_transactions: 256,
+            preallocate: ByteSize(0),
         }
     }
 }
@@ -555,6 +560,7 @@ impl Scenario {
             segment_size_bytes: node.segment_size.0,
             max_transaction_bytes: node.max_transaction_bytes.0,
             max_batch_transactions: node.max_batch_transactions,
+            preallocate_bytes: node.preallocate.0,
             ..db::StoreConfig::default()
         }
         .validate()

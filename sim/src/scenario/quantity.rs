@@ -39,6 +39,12 @@ pub struct SignedNanos(pub i64);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct ByteSize(pub u64);
 
+impl ByteSize {
+    pub fn is_zero(&self) -> bool {
+        self.0 == 0
+    }
+}
+
 /// A plain count.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct Count(pub u64);
