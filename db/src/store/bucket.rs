@@ -1071,8 +1071,8 @@ impl<D: Disk> BucketWriter<D> {
     }
 
     /// Whether the file shows nothing of a failed write of frames from the write end to `end`:
-    /// it ends at the write end, or what the write targeted still reads as the zeros written
-    /// ahead (a frame starts with its nonzero length, so any part of one that landed shows).
+    /// it ends at the write end, or every byte the write targeted still reads as the zeros
+    /// written ahead, so whatever landed (if anything) changed nothing.
     fn untouched(&self, file: &D::File, end: u64) -> bool {
         let Ok(len) = file.len() else {
             return false;
