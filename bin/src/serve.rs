@@ -45,8 +45,9 @@ pub struct ServeArgs {
     pub sync: Option<String>,
     /// Bytes of zeros kept written and synced ahead of each bucket's open segment, in the
     /// background, so a commit's fsync overwrites space the file has and needs no file
-    /// system journal commit; 0 turns it off. Changes speed only, never what is stored
-    /// [default: 4194304].
+    /// system journal commit; 0 turns it off (and `--sync never-unsafe` has no fsync to
+    /// save, so it turns it off too). Changes speed only, never what is stored
+    /// [default: 1048576].
     #[arg(long, env = "SIERRADB_PREALLOCATE_BYTES")]
     pub preallocate_bytes: Option<u64>,
     /// Reject `EXPECTED_VERSION any|exists` and appends without an expected version, as

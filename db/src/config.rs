@@ -32,14 +32,16 @@ pub struct StoreConfig {
     pub sync: SyncPolicy,
     /// How far ahead of its frames the open segment is kept extended with zeros, written and
     /// synced in the background, so that commits overwrite space the file already has and
-    /// their fdatasync needs no journal commit (`store::prealloc`). 0 turns it off. Not
-    /// recorded on disk: it changes speed, never what is stored.
+    /// their fdatasync needs no journal commit (`store::prealloc`). 0 turns it off, and so
+    /// does `SyncPolicy::NeverUnsafe` (no fsync to save). Not recorded on disk: it changes
+    /// speed, never what is stored.
     pub preallocate_bytes: u64,
 }
 
-/// Zeros kept ahead of the open segment's frames by default: a fill of 2–4 MiB every few
-/// thousand commits, small beside a 256 MiB segment (docs/decisions/0008-preallocated-segments.md).
-pub const DEFAULT_PREALLOCATE_BYTES: u64 = 4 << 20;
+/// Zeros kept ahead of the open segment's frames by default: a fill of about 512 KiB every
+/// few thousand events. 4 MiB was as fast but gave a worse p99, since a commit's fsync waits
+/// for the zeros of a fill in progress (docs/decisions/0008-preallocated-segments.md).
+pub const DEFAULT_PREALLOCATE_BYTES: u64 = 1 << 20;
 
 impl Default for StoreConfig {
     fn default() -> Self {

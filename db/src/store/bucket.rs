@@ -663,13 +663,18 @@ impl<D: Disk> BucketWriter<D> {
         file_len: u64,
     ) -> Self {
         let path = shared.read_view().open.path.clone();
+        // Without fsyncs there is no journal commit to save, only zeros to write.
+        let ahead = match config.sync {
+            SyncPolicy::Always => config.preallocate_bytes,
+            SyncPolicy::NeverUnsafe => 0,
+        };
         let prealloc = Preallocation::new(
             disk.clone(),
             path,
             write_end,
             file_len,
             config.segment_size_bytes,
-            config.preallocate_bytes,
+            ahead,
         );
         BucketWriter {
             shared,
