@@ -21,16 +21,20 @@ pub enum PlantedBug {
     /// A subscription feed woken from waiting for live events skips the first event published
     /// after the hand-over (its next position is advanced once too often).
     SubscriptionSkipsOnHandover = 6,
+    /// A fill of zeros ahead of the open segment starts where the *synced* zeros end, so
+    /// after a batch outran them it writes zeros over acknowledged frames.
+    FillOverwritesFrames = 7,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 6] = [
+    pub const ALL: [PlantedBug; 7] = [
         PlantedBug::AckBeforeSync,
         PlantedBug::RecoverKeepsTornTail,
         PlantedBug::VersionCheckOffByOne,
         PlantedBug::IdempotencyIgnoresContent,
         PlantedBug::SkipCrcCheck,
         PlantedBug::SubscriptionSkipsOnHandover,
+        PlantedBug::FillOverwritesFrames,
     ];
 
     pub fn name(self) -> &'static str {
@@ -41,6 +45,7 @@ impl PlantedBug {
             PlantedBug::IdempotencyIgnoresContent => "idempotency-ignores-content",
             PlantedBug::SkipCrcCheck => "skip-crc-check",
             PlantedBug::SubscriptionSkipsOnHandover => "subscription-skips-on-handover",
+            PlantedBug::FillOverwritesFrames => "fill-overwrites-frames",
         }
     }
 

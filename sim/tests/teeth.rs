@@ -105,6 +105,11 @@ fn subscription_skips_on_handover_is_caught() {
     assert_caught("subscription-skips-on-handover");
 }
 
+#[test]
+fn fill_overwrites_frames_is_caught() {
+    assert_caught("fill-overwrites-frames");
+}
+
 /// Over RESP, every bug a client can see is caught within this many seeds.
 const RESP_SEEDS: u64 = 40;
 
@@ -145,6 +150,7 @@ fn every_planted_bug_has_a_teeth_test() {
         "version-check-off-by-one",
         "idempotency-ignores-content",
         "subscription-skips-on-handover",
+        "fill-overwrites-frames",
     ];
     for name in sim::planted::names() {
         assert!(

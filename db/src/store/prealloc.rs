@@ -192,13 +192,18 @@ impl<D: Disk> FillJob<D> {
             Err(err) => return self.failed("open", &err),
         };
         let zeros = vec![0u8; ZEROS_PER_WRITE.min(self.ahead) as usize];
+        let mut first = true;
         loop {
             let mut state = lock(&self.inner);
             if state.generation != self.generation {
                 state.filling = false;
                 return;
             }
-            let start = state.zeroed_end.max(state.frames_end);
+            let mut start = state.zeroed_end.max(state.frames_end);
+            if first {
+                start = planted_fill_start(&self.inner, start);
+                first = false;
+            }
             if start >= self.target {
                 break;
             }
@@ -238,4 +243,19 @@ impl<D: Disk> FillJob<D> {
         state.filling = false;
         state.retry_from = state.frames_end + self.ahead;
     }
+}
+
+/// Where a fill starts, with its planted bug: from the synced zeros' end, over any frames a
+/// batch wrote past them.
+#[cfg(feature = "planted-bugs")]
+fn planted_fill_start<D: Disk>(inner: &Inner<D>, start: u64) -> u64 {
+    if crate::planted::active(crate::planted::PlantedBug::FillOverwritesFrames) {
+        return inner.ready_end.load(Ordering::Acquire);
+    }
+    start
+}
+
+#[cfg(not(feature = "planted-bugs"))]
+fn planted_fill_start<D: Disk>(_inner: &Inner<D>, start: u64) -> u64 {
+    start
 }
