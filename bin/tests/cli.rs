@@ -251,6 +251,24 @@ fn kill_9_during_a_write_burst_loses_no_acknowledged_append() {
     }
 }
 
+fn eappend(con: &mut redis::Connection, stream: &str) {
+    let _: Value = redis::cmd("EAPPEND")
+        .arg(stream)
+        .arg("E")
+        .query(con)
+        .unwrap();
+}
+
+/// `sierradb check --dir DIR [--repair]`.
+fn check(dir: &std::path::Path, repair: bool) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sierradb"));
+    command.args(["check", "--dir"]).arg(dir);
+    if repair {
+        command.arg("--repair");
+    }
+    command.output().unwrap()
+}
+
 /// By default the server keeps zeros written ahead of each open segment's frames
 /// (`--preallocate-bytes`): `check` takes them for unused space, and a restart appends over them.
 #[test]
@@ -259,11 +277,7 @@ fn check_accepts_the_zeros_written_ahead_of_the_frames() {
     let server = Server::start(dir.path(), &[], &[]);
     let mut con = server.redis();
     for i in 0..20 {
-        let _: Value = redis::cmd("EAPPEND")
-            .arg("s")
-            .arg("E")
-            .query(&mut con)
-            .unwrap();
+        eappend(&mut con, "s");
         if i == 10 {
             // The zeros are written in the background, a moment after the first appends.
             std::thread::sleep(std::time::Duration::from_millis(200));
@@ -285,11 +299,7 @@ fn check_accepts_the_zeros_written_ahead_of_the_frames() {
         longest >= 1 << 20,
         "no zeros ahead of the frames: {longest} bytes"
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_sierradb"))
-        .args(["check", "--dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let out = check(dir.path(), false);
     assert!(
         out.status.success(),
         "{}",
@@ -298,11 +308,7 @@ fn check_accepts_the_zeros_written_ahead_of_the_frames() {
 
     let server = Server::start(dir.path(), &[], &[]);
     let mut con = server.redis();
-    let _: Value = redis::cmd("EAPPEND")
-        .arg("s")
-        .arg("E")
-        .query(&mut con)
-        .unwrap();
+    eappend(&mut con, "s");
     let v: i64 = redis::cmd("ESVER").arg("s").query(&mut con).unwrap();
     assert_eq!(v, 20);
 }
@@ -331,14 +337,7 @@ fn check_reports_a_torn_tail_and_repair_cuts_it_keeping_the_bytes() {
     file.write_all(&[7u8; 13]).unwrap();
     drop(file);
 
-    let check = |repair: bool| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_sierradb"));
-        command.args(["check", "--dir"]).arg(dir.path());
-        if repair {
-            command.arg("--repair");
-        }
-        command.output().unwrap()
-    };
+    let check = |repair| check(dir.path(), repair);
     let out = check(false);
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "{report}");
