@@ -31,4 +31,6 @@ pub mod listener;
 pub mod resp3;
 
 pub use listener::{Listener, TokioListener};
-pub use resp3::{DecodeError, Frame, FrameKind, Limits, Line, Protocol, Writer, decode, encode};
+pub use resp3::{
+    DecodeError, Frame, FrameKind, Limits, Line, Protocol, Writer, decode, decode_whole, encode,
+};

@@ -2,7 +2,7 @@
 //! more, and no input makes the decoder panic.
 
 use bytes::{Bytes, BytesMut};
-use net::resp3::{DecodeError, Frame, Limits, Protocol, decode, encode};
+use net::resp3::{DecodeError, Frame, Limits, Protocol, decode, decode_whole, encode};
 use proptest::collection::vec;
 use proptest::prelude::*;
 
@@ -117,6 +117,35 @@ proptest! {
         prop_assert!(buf.is_empty());
     }
 
+    /// Whole frames, their truncations and frames followed by more, with the default limits
+    /// and small ones: `decode_whole` gives `decode`'s answer and leaves the same bytes.
+    #[test]
+    fn decode_whole_answers_as_decode(
+        first in frame(),
+        second in frame(),
+        cut in any::<prop::sample::Index>(),
+        small in any::<bool>(),
+    ) {
+        let limits = if small { small_limits() } else { Limits::default() };
+        let mut bytes = encoded(&first, Protocol::Resp3);
+        encode(&second, Protocol::Resp3, &mut bytes);
+        for len in [bytes.len(), cut.index(bytes.len() + 1)] {
+            let mut buf = BytesMut::from(&bytes[..len]);
+            loop {
+                let mut whole = buf.clone();
+                let whole_result = decode_whole(&mut whole, &limits);
+                let result = decode(&mut buf, &limits);
+                prop_assert_eq!(&whole_result, &result);
+                if result.is_ok() {
+                    prop_assert_eq!(&whole, &buf);
+                }
+                if !matches!(result, Ok(Some(_))) {
+                    break;
+                }
+            }
+        }
+    }
+
     #[test]
     fn arbitrary_bytes_never_panic(input in vec(any::<u8>(), 0..512)) {
         check_decode_never_misbehaves(&input);
@@ -141,13 +170,21 @@ proptest! {
 }
 
 /// Decodes `input` to the end with small limits, checking the `decode` contract on every
-/// call: `Ok(None)` consumes nothing and `Ok(Some)` consumes something.
+/// call: `Ok(None)` consumes nothing and `Ok(Some)` consumes something. `decode_whole` must
+/// answer every call exactly as `decode` does, and leave the same bytes.
 fn check_decode_never_misbehaves(input: &[u8]) {
     let limits = small_limits();
     let mut buf = BytesMut::from(input);
     loop {
         let before = buf.len();
-        match decode(&mut buf, &limits) {
+        let mut whole = buf.clone();
+        let whole_result = decode_whole(&mut whole, &limits);
+        let result = decode(&mut buf, &limits);
+        assert_eq!(whole_result, result, "decode_whole and decode disagree");
+        if result.is_ok() {
+            assert_eq!(whole, buf, "decode_whole and decode leave different bytes");
+        }
+        match result {
             Ok(Some(_)) => assert!(buf.len() < before, "a frame consumed nothing"),
             Ok(None) => {
                 assert_eq!(buf.len(), before, "incomplete frame consumed bytes");

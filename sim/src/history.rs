@@ -20,6 +20,10 @@ use serde::{Serialize, Serializer};
 use crate::scenario::{FaultAction, OpKind};
 use crate::trace::Trace;
 
+mod json;
+
+pub(crate) use json::snapshot_line;
+
 /// An event or transaction id the workload made: `(client + 1) << 64 | n`. Readable in traces
 /// as `c<client>.<n>` and stored as the UUID with the same bits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -821,7 +825,7 @@ impl HistoryLog {
     pub fn invoke(&self, at_ns: u64, client: u32, node: u32, kind: OpKind, input: Input) -> u64 {
         let mut h = self.lock();
         let id = h.ops.len() as u64;
-        h.trace.record(&InvokeLine {
+        let line = InvokeLine {
             t: at_ns,
             e: "invoke",
             id,
@@ -829,7 +833,8 @@ impl HistoryLog {
             n: node,
             kind: kind.name(),
             input: &input,
-        });
+        };
+        h.trace.record_written(|out| json::invoke_line(out, &line));
         h.ops.push(Op {
             id,
             client,
@@ -850,12 +855,14 @@ impl HistoryLog {
             Written::Maybe => "unknown",
             Written::No => "done",
         };
-        h.trace.record(&CompleteLine {
+        let line = CompleteLine {
             t: at_ns,
             e,
             id,
             output: TracedOutput(&output),
-        });
+        };
+        h.trace
+            .record_written(|out| json::complete_line(out, &line));
         let op = &mut h.ops[id as usize];
         op.complete_ns = Some(at_ns);
         op.output = Some(output);

@@ -65,6 +65,8 @@ pub struct Trace {
     hash: Fnv64,
     lines: Option<Vec<String>>,
     count: u64,
+    /// Where [`Trace::record_written`] has its line written, kept between lines.
+    scratch: Vec<u8>,
 }
 
 impl Trace {
@@ -74,6 +76,7 @@ impl Trace {
             hash: Fnv64::default(),
             lines: keep_lines.then(Vec::new),
             count: 0,
+            scratch: Vec::new(),
         }
     }
 
@@ -89,6 +92,19 @@ impl Trace {
             }
             None => serde_json::to_writer(HashWriter(&mut self.hash), event)
                 .expect("trace events serialize"),
+        }
+        self.hash.write(b"\n");
+    }
+
+    /// [`Trace::record`] of a line that `write` writes as JSON itself: it must write exactly
+    /// the bytes `serde_json` would (see `history::json`, whose tests compare them).
+    pub fn record_written(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
+        self.count += 1;
+        self.scratch.clear();
+        write(&mut self.scratch);
+        self.hash.write(&self.scratch);
+        if let Some(lines) = &mut self.lines {
+            lines.push(String::from_utf8(self.scratch.clone()).expect("JSON is UTF-8"));
         }
         self.hash.write(b"\n");
     }

@@ -484,7 +484,10 @@ impl World {
                 })
                 .collect(),
         };
-        self.log.lock().trace.record(&("snapshot", &snapshot));
+        self.log
+            .lock()
+            .trace
+            .record_written(|out| crate::history::snapshot_line(out, &snapshot));
 
         // Stop every task, so nothing outlives the run.
         for n in 0..self.derived.nodes {

@@ -10,7 +10,9 @@
 //!
 //! The open segment's index lives in memory and is rebuilt on recovery. A sealed segment's
 //! index is written once to `segment-N.idx` (byte table below), fsynced, and carries two bloom
-//! filters (event ids, streams) so lookups skip segments that cannot hold a key.
+//! filters (event ids, streams) so lookups skip segments that cannot hold a key. In memory a
+//! sealed segment keeps its event ids as the file's sorted table ([`EventTable`], searched by
+//! bisection) rather than a map: recovery reads every sealed index at each start.
 //!
 //! Index file, little-endian:
 //!
@@ -158,6 +160,94 @@ impl SegmentIndex {
     }
 }
 
+/// A sealed segment's event ids and their positions, sorted by id with each id once: the
+/// layout of the index file's event table. Recovery reads every sealed index at each start,
+/// and taking the file's sorted table as it is costs a fraction of hashing every id into a
+/// map; a lookup is a binary search, which a segment's bloom filter (and the bucket-wide
+/// [`SealedEvents`]) spares almost every id a sealed segment does not hold.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EventTable(Vec<(EventId, Pos)>);
+
+impl EventTable {
+    /// The table of an open segment's map of events.
+    pub fn from_map(events: &FixedMap<EventId, Pos>) -> Self {
+        let mut entries: Vec<(EventId, Pos)> = events.iter().map(|(id, pos)| (*id, *pos)).collect();
+        entries.sort_unstable_by_key(|(id, _)| *id);
+        EventTable(entries)
+    }
+
+    /// The table of `entries` in any order. An id given more than once keeps its last
+    /// position, as inserting them one by one into a map would.
+    fn from_entries(mut entries: Vec<(EventId, Pos)>) -> Self {
+        if !entries.windows(2).all(|w| w[0].0 < w[1].0) {
+            // Never the case in a file this store wrote (they are sorted and unique); a
+            // stable sort keeps repeated ids in their given order, and the last one wins.
+            entries.sort_by_key(|(id, _)| *id);
+            let mut unique: Vec<(EventId, Pos)> = Vec::with_capacity(entries.len());
+            for (id, pos) in entries {
+                match unique.last_mut() {
+                    Some(last) if last.0 == id => last.1 = pos,
+                    _ => unique.push((id, pos)),
+                }
+            }
+            entries = unique;
+        }
+        EventTable(entries)
+    }
+
+    pub fn get(&self, id: &EventId) -> Option<&Pos> {
+        let i = self.0.binary_search_by(|(e, _)| e.cmp(id)).ok()?;
+        Some(&self.0[i].1)
+    }
+
+    pub fn contains_key(&self, id: &EventId) -> bool {
+        self.get(id).is_some()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The ids, ascending.
+    pub fn keys(&self) -> impl Iterator<Item = &EventId> {
+        self.0.iter().map(|(id, _)| id)
+    }
+
+    /// The ids with their positions, ascending by id.
+    pub fn iter(&self) -> impl Iterator<Item = (&EventId, &Pos)> {
+        self.0.iter().map(|(id, pos)| (id, pos))
+    }
+}
+
+impl FromIterator<(EventId, Pos)> for EventTable {
+    fn from_iter<I: IntoIterator<Item = (EventId, Pos)>>(entries: I) -> Self {
+        EventTable::from_entries(entries.into_iter().collect())
+    }
+}
+
+/// The indexes of one sealed segment: a [`SegmentIndex`] with its events as an
+/// [`EventTable`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SealedTables {
+    pub events: EventTable,
+    pub streams: FixedMap<StreamKey, StreamRun>,
+    pub partitions: BTreeMap<PartitionId, Run>,
+}
+
+impl SealedTables {
+    pub fn stream_version(&self, key: &StreamKey, version: StreamVersion) -> Option<Pos> {
+        self.streams.get(key)?.run.get(version.0)
+    }
+
+    pub fn partition_seq(&self, partition: PartitionId, seq: PartitionSeq) -> Option<Pos> {
+        self.partitions.get(&partition)?.get(seq.0)
+    }
+}
+
 /// A bloom filter with `k` probes by double hashing. Small and hand-written because the
 /// crates of the field seed their hashers randomly, and the index file needs a stable layout.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -195,14 +285,44 @@ impl Bloom {
     }
 
     pub fn insert(&mut self, hash: u64) {
+        if let Some(mask) = self.mask() {
+            // The probes of `probes` for a power-of-two size, as one loop: recovery inserts
+            // every sealed id into the bucket-wide filter at each start.
+            let h2 = mix64(hash ^ 0x9e37_79b9_7f4a_7c15) | 1;
+            let mut h = hash;
+            for _ in 0..self.k {
+                let bit = h & mask;
+                self.words[(bit / 64) as usize] |= 1 << (bit % 64);
+                h = h.wrapping_add(h2);
+            }
+            return;
+        }
         for bit in self.probes(hash) {
             self.words[bit / 64] |= 1 << (bit % 64);
         }
     }
 
     pub fn may_contain(&self, hash: u64) -> bool {
+        if let Some(mask) = self.mask() {
+            let h2 = mix64(hash ^ 0x9e37_79b9_7f4a_7c15) | 1;
+            let mut h = hash;
+            for _ in 0..self.k {
+                let bit = h & mask;
+                if self.words[(bit / 64) as usize] & (1 << (bit % 64)) == 0 {
+                    return false;
+                }
+                h = h.wrapping_add(h2);
+            }
+            return true;
+        }
         self.probes(hash)
             .all(|bit| self.words[bit / 64] & (1 << (bit % 64)) != 0)
+    }
+
+    /// `bits - 1` when the filter's size in bits is a power of two.
+    fn mask(&self) -> Option<u64> {
+        let bits = (self.words.len() * 64) as u64;
+        bits.is_power_of_two().then(|| bits - 1)
     }
 }
 
@@ -245,7 +365,7 @@ pub fn stream_hash(key: &StreamKey) -> u64 {
 pub struct SealedIndex {
     pub segment: u32,
     pub data_end: u64,
-    pub index: SegmentIndex,
+    pub index: SealedTables,
     pub event_bloom: Bloom,
     pub stream_bloom: Bloom,
 }
@@ -263,7 +383,11 @@ impl SealedIndex {
         SealedIndex {
             segment,
             data_end,
-            index,
+            index: SealedTables {
+                events: EventTable::from_map(&index.events),
+                streams: index.streams,
+                partitions: index.partitions,
+            },
             event_bloom,
             stream_bloom,
         }
@@ -496,11 +620,10 @@ pub fn encode_index_file(sealed: &SealedIndex) -> Vec<u8> {
     out.put_u16_le(INDEX_FORMAT_VERSION);
     out.put_u32_le(sealed.segment);
     out.put_u64_le(sealed.data_end);
-    // Sorted, so the file's bytes depend only on what the segment holds.
-    let mut events: Vec<_> = index.events.iter().collect();
-    events.sort_unstable_by_key(|(id, _)| **id);
-    out.put_u32_le(events.len() as u32);
-    for (id, pos) in events {
+    // Sorted (an event table always is), so the file's bytes depend only on what the segment
+    // holds.
+    out.put_u32_le(index.events.len() as u32);
+    for (id, pos) in index.events.iter() {
         out.extend_from_slice(id.0.as_bytes());
         out.put_u64_le(pos.offset);
         out.put_u32_le(pos.slot);
@@ -532,6 +655,14 @@ pub fn encode_index_file(sealed: &SealedIndex) -> Vec<u8> {
     let crc = crc32fast::hash(&out);
     out.put_u32_le(crc);
     out
+}
+
+/// The position stored in `bytes`: offset (u64) then slot (u32), little-endian.
+fn pos_at(bytes: &[u8]) -> Pos {
+    Pos {
+        offset: u64::from_le_bytes(bytes[..8].try_into().unwrap()),
+        slot: u32::from_le_bytes(bytes[8..12].try_into().unwrap()),
+    }
 }
 
 /// A bounds-checked reader over an index file body.
@@ -576,13 +707,8 @@ impl<'a> Cursor<'a> {
     }
     fn run(&mut self, first: u64) -> Result<Run, IndexFileError> {
         let n = self.count(12)?;
-        let mut positions = Vec::with_capacity(n);
-        for _ in 0..n {
-            positions.push(Pos {
-                offset: self.u64()?,
-                slot: self.u32()?,
-            });
-        }
+        // `count` checked that the rest holds all `n`, so they are read without a check each.
+        let positions = self.bytes(n * 12)?.chunks_exact(12).map(pos_at).collect();
         Ok(Run { first, positions })
     }
     fn bloom(&mut self) -> Result<Bloom, IndexFileError> {
@@ -613,17 +739,17 @@ pub fn decode_index_file(bytes: &[u8]) -> Result<SealedIndex, IndexFileError> {
     }
     let segment = c.u32()?;
     let data_end = c.u64()?;
-    let mut index = SegmentIndex::default();
+    let mut index = SealedTables::default();
     let events = c.count(28)?;
-    index.events.reserve(events);
-    for _ in 0..events {
-        let id = EventId(Uuid::from_bytes(c.bytes(16)?.try_into().unwrap()));
-        let pos = Pos {
-            offset: c.u64()?,
-            slot: c.u32()?,
-        };
-        index.events.insert(id, pos);
-    }
+    index.events = EventTable::from_entries(
+        c.bytes(events * 28)?
+            .chunks_exact(28)
+            .map(|e| {
+                let id = EventId(Uuid::from_bytes(e[..16].try_into().unwrap()));
+                (id, pos_at(&e[16..]))
+            })
+            .collect(),
+    );
     let streams = c.count(35)?;
     index.streams.reserve(streams);
     for _ in 0..streams {
@@ -691,6 +817,67 @@ mod tests {
             filter.items,
             "rebuilt and grown filters count the same ids"
         );
+    }
+
+    #[test]
+    fn an_event_table_answers_as_the_map_it_replaces() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        for round in 0..200 {
+            let n = rng.random_range(0..60);
+            // Few distinct ids, so that rounds with repeats (and unsorted input) are common.
+            let ids = if round % 2 == 0 { 1u128 << 100 } else { 40 };
+            let entries: Vec<(EventId, Pos)> = (0..n)
+                .map(|slot| {
+                    let id = EventId(Uuid::from_u128(rng.random_range(0..ids)));
+                    let pos = Pos {
+                        offset: rng.random_range(0..1000),
+                        slot,
+                    };
+                    (id, pos)
+                })
+                .collect();
+            let mut map = FixedMap::default();
+            for (id, pos) in &entries {
+                map.insert(*id, *pos);
+            }
+            let table: EventTable = entries.iter().copied().collect();
+            assert_eq!(table, EventTable::from_map(&map));
+            assert_eq!(table.len(), map.len());
+            assert!(table.keys().is_sorted());
+            for (id, pos) in &map {
+                assert_eq!(table.get(id), Some(pos));
+            }
+            for _ in 0..20 {
+                let id = EventId(Uuid::from_u128(rng.random_range(0..ids)));
+                assert_eq!(table.get(&id), map.get(&id));
+                assert_eq!(table.contains_key(&id), map.contains_key(&id));
+            }
+        }
+    }
+
+    #[test]
+    fn an_index_file_with_a_repeated_event_id_decodes_as_before() {
+        // Files this store writes never repeat an id, but one with a valid checksum that did
+        // keeps the last position of each id, as the map this table replaced did.
+        let sealed = sample();
+        let mut bytes = encode_index_file(&sealed);
+        let events = u32::from_le_bytes(bytes[22..26].try_into().unwrap()) as usize;
+        assert!(events >= 2);
+        let (first, second) = (26, 26 + 28);
+        let id: [u8; 16] = bytes[first..first + 16].try_into().unwrap();
+        bytes[second..second + 16].copy_from_slice(&id);
+        let body = bytes.len() - 4;
+        let crc = crc32fast::hash(&bytes[..body]);
+        bytes[body..].copy_from_slice(&crc.to_le_bytes());
+        let decoded = decode_index_file(&bytes).unwrap();
+        let id = EventId(Uuid::from_bytes(id));
+        assert_eq!(decoded.index.events.len(), events - 1);
+        assert_eq!(
+            decoded.index.events.get(&id),
+            Some(&pos_at(&bytes[second + 16..]))
+        );
+        assert!(decoded.index.events.keys().is_sorted());
     }
 
     #[test]
@@ -764,7 +951,7 @@ mod tests {
         let bytes = encode_index_file(&sealed);
         let decoded = decode_index_file(&bytes).unwrap();
         assert_eq!(decoded, sealed);
-        for (id, pos) in &sealed.index.events {
+        for (id, pos) in sealed.index.events.iter() {
             assert_eq!(decoded.event(id), Some(*pos));
         }
         let key = (PartitionId(1), StreamId::new("s1").unwrap());
@@ -806,6 +993,31 @@ mod tests {
                 assert_eq!(bloom.probes(hash).collect::<Vec<_>>(), expected);
                 bloom.insert(hash);
                 assert!(bloom.may_contain(hash));
+            }
+        }
+    }
+
+    #[test]
+    fn bloom_inserts_and_lookups_set_and_test_exactly_the_probed_bits() {
+        for (k, words) in [(7, 1), (7, 16), (3, 8), (1, 64), (11, 4), (7, 3), (5, 48)] {
+            let mut bloom = Bloom {
+                k,
+                words: vec![0; words],
+            };
+            let mut by_probes = bloom.clone();
+            for n in 0..200u64 {
+                let hash = mix64(n.wrapping_mul(0x2545_f491_4f6c_dd1d));
+                let probed = by_probes
+                    .probes(hash)
+                    .all(|bit| by_probes.words[bit / 64] & (1 << (bit % 64)) != 0);
+                assert_eq!(bloom.may_contain(hash), probed, "k {k}, {words} words, {n}");
+                if n % 3 != 0 {
+                    bloom.insert(hash);
+                    for bit in by_probes.probes(hash) {
+                        by_probes.words[bit / 64] |= 1 << (bit % 64);
+                    }
+                    assert_eq!(bloom, by_probes, "k {k}, {words} words, {n}");
+                }
             }
         }
     }

@@ -30,7 +30,7 @@ use crate::store::bucket::{
     create_segment, write_index_file,
 };
 use crate::store::index::{
-    FixedMap, SealedEvents, SealedIndex, SealedRuns, SegmentIndex, decode_index_file,
+    FixedMap, SealedEvents, SealedIndex, SealedRuns, SealedTables, SegmentIndex, decode_index_file,
 };
 use crate::store::layout::{self, BucketEntry};
 use crate::store::record::{
@@ -123,10 +123,12 @@ struct Continuity {
 }
 
 impl Continuity {
-    fn add_sealed(&mut self, index: &SegmentIndex) -> Result<(), String> {
+    fn add_sealed(&mut self, index: &SealedTables) -> Result<(), String> {
         for (key, s) in &index.streams {
-            let expected = self.streams.get(key).map_or(0, |st| st.last.0 + 1);
-            if let Some(st) = self.streams.get(key)
+            // One lookup per stream: recovery adds every sealed segment at each start.
+            let known = self.streams.get_mut(key);
+            let expected = known.as_ref().map_or(0, |st| st.last.0 + 1);
+            if let Some(st) = &known
                 && st.partition_key != s.partition_key
             {
                 return Err(format!("stream {} changes partition key", key.1));
@@ -137,13 +139,16 @@ impl Continuity {
                     key.1, s.run.first
                 ));
             }
-            self.streams.insert(
-                key.clone(),
-                StreamState {
-                    partition_key: s.partition_key,
-                    last: crate::model::StreamVersion(s.run.end() - 1),
-                },
-            );
+            let state = StreamState {
+                partition_key: s.partition_key,
+                last: crate::model::StreamVersion(s.run.end() - 1),
+            };
+            match known {
+                Some(st) => *st = state,
+                None => {
+                    self.streams.insert(key.clone(), state);
+                }
+            }
         }
         for (partition, run) in &index.partitions {
             let expected = self.partitions.get(partition).copied().unwrap_or(0);

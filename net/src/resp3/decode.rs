@@ -18,6 +18,8 @@
 //! A frame whose first byte is not a RESP type byte is an inline command (see
 //! [`inline`](super::inline)).
 
+use std::ops::Range;
+
 use bytes::{Bytes, BytesMut};
 
 use super::frame::{Frame, FrameKind};
@@ -154,16 +156,59 @@ pub fn decode(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Frame>, Deco
     decode_any(buf, limits)
 }
 
-/// [`decode`] without the fast path for requests: any frame, in two passes (measure, then
-/// build).
-fn decode_any(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Frame>, DecodeError> {
-    let Some(len) = frame_len(buf, limits)? else {
+/// [`decode`], for a caller that tries only once the frame is most likely whole (a client
+/// waiting for the one reply to its request, once the bytes that arrived end a line and no
+/// more are on their way). The answer, and what is left in `buf`, are exactly [`decode`]'s.
+///
+/// The measuring pass keeps every token it reads, and the frame is built from them rather
+/// than by reading the bytes again, which halves the work of a large reply. The price is
+/// memory for the tokens read, also when the frame turns out incomplete or malformed (at most
+/// eight times the bytes buffered: a token takes three bytes or more and is kept in 24;
+/// freed before returning), so a server, which decodes whatever its peers send as it
+/// arrives, uses [`decode`].
+pub fn decode_whole(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Frame>, DecodeError> {
+    let Some(&first) = buf.first() else {
+        return Ok(None);
+    };
+    if FrameKind::from_type_byte(first).is_none() {
+        return inline::decode(buf, limits);
+    }
+    if let Some(request) = request_len(buf, limits) {
+        return Ok(Some(build_request(buf, request)));
+    }
+    // Sized so that a large reply's tokens rarely move: a token takes at least three bytes
+    // (type byte and CRLF), and a typical one of a reply with blobs several times that.
+    let mut kept = Vec::with_capacity(buf.len() / 16);
+    let Some(len) = frame_len(buf, limits, Some(&mut kept))? else {
         return Ok(None);
     };
     let bytes = buf.split_to(len).freeze();
-    let mut pos = 0;
-    let frame = build(&bytes, &mut pos, limits);
-    debug_assert_eq!(pos, len, "build and frame_len disagree on the frame's end");
+    let mut tokens = kept.into_iter();
+    let frame = build(&bytes, &mut tokens);
+    assert!(
+        tokens.next().is_none(),
+        "build and frame_len disagree on the frame's end"
+    );
+    Ok(Some(frame))
+}
+
+/// [`decode`] without the fast path for requests: any frame, in two passes (measure, then
+/// build).
+fn decode_any(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Frame>, DecodeError> {
+    let Some(len) = frame_len(buf, limits, None)? else {
+        return Ok(None);
+    };
+    let bytes = buf.split_to(len).freeze();
+    let mut tokens = Reread {
+        bytes: &bytes,
+        pos: 0,
+        limits,
+    };
+    let frame = build(&bytes, &mut tokens);
+    debug_assert_eq!(
+        tokens.pos, len,
+        "build and frame_len disagree on the frame's end"
+    );
     Ok(Some(frame))
 }
 
@@ -275,6 +320,51 @@ enum Token<'a> {
     },
 }
 
+/// A [`Token`] with its text or data as a range of the frame's bytes: what [`build`] makes a
+/// frame from. [`decode_whole`] has [`frame_len`] keep them, so that the bytes are read once.
+/// 24 bytes (a test checks), which bounds what [`decode_whole`] holds.
+#[derive(Clone, Debug)]
+enum Kept {
+    SimpleString(Range<usize>),
+    SimpleError(Range<usize>),
+    Integer(i64),
+    BlobString(Range<usize>),
+    BlobError(Range<usize>),
+    Verbatim { format: [u8; 3], data: Range<usize> },
+    Null,
+    Double(f64),
+    Boolean(bool),
+    BigNumber(Range<usize>),
+    Aggregate { kind: FrameKind, len: usize },
+}
+
+impl Kept {
+    /// `token`, read from `buf`, with its slices as ranges of `buf`.
+    fn of(token: &Token<'_>, buf: &[u8]) -> Kept {
+        // Every slice a token holds is a part of `buf`.
+        let range = |part: &[u8]| {
+            let start = part.as_ptr() as usize - buf.as_ptr() as usize;
+            start..start + part.len()
+        };
+        match *token {
+            Token::SimpleString(text) => Kept::SimpleString(range(text)),
+            Token::SimpleError(text) => Kept::SimpleError(range(text)),
+            Token::Integer(n) => Kept::Integer(n),
+            Token::BlobString(data) => Kept::BlobString(range(data)),
+            Token::BlobError(data) => Kept::BlobError(range(data)),
+            Token::Verbatim { format, data } => Kept::Verbatim {
+                format,
+                data: range(data),
+            },
+            Token::Null => Kept::Null,
+            Token::Double(x) => Kept::Double(x),
+            Token::Boolean(b) => Kept::Boolean(b),
+            Token::BigNumber(text) => Kept::BigNumber(range(text.as_bytes())),
+            Token::Aggregate { kind, len } => Kept::Aggregate { kind, len },
+        }
+    }
+}
+
 /// How many frames follow an aggregate header of `kind` announcing `len`.
 fn child_count(kind: FrameKind, len: usize) -> usize {
     match kind {
@@ -286,8 +376,13 @@ fn child_count(kind: FrameKind, len: usize) -> usize {
 }
 
 /// The length of the whole frame at the start of `buf`, or `None` if it is not all buffered.
-/// Checks everything: once this returns `Some`, [`build`] cannot fail.
-fn frame_len(buf: &[u8], limits: &Limits) -> Result<Option<usize>, DecodeError> {
+/// Checks everything: once this returns `Some`, [`build`] cannot fail. With `kept`, every
+/// token read is added to it, in order, for [`build`].
+fn frame_len(
+    buf: &[u8],
+    limits: &Limits,
+    mut kept: Option<&mut Vec<Kept>>,
+) -> Result<Option<usize>, DecodeError> {
     let max_depth = limits.max_depth.min(MAX_DEPTH_CEILING);
     // How many children each open aggregate still expects, innermost last. It holds at most
     // `max_depth` entries, so its size does not depend on the input.
@@ -304,6 +399,9 @@ fn frame_len(buf: &[u8], limits: &Limits) -> Result<Option<usize>, DecodeError> 
             return Ok(None);
         };
         pos = next;
+        if let Some(kept) = kept.as_deref_mut() {
+            kept.push(Kept::of(&token, buf));
+        }
         if let Token::Aggregate { kind, len } = token {
             if open.len() >= max_depth {
                 return Err(DecodeError::TooDeep { max: max_depth });
@@ -329,37 +427,67 @@ fn frame_len(buf: &[u8], limits: &Limits) -> Result<Option<usize>, DecodeError> 
     }
 }
 
-/// Builds the frame starting at `*pos` in `bytes` and advances `*pos` past it.
+/// Where [`build`] takes a frame's tokens from, in order: read again from the frame's bytes,
+/// or as [`frame_len`] kept them.
+trait Tokens {
+    fn next_token(&mut self) -> Kept;
+}
+
+/// Reads each token from the frame's bytes again.
+struct Reread<'a> {
+    bytes: &'a Bytes,
+    pos: usize,
+    limits: &'a Limits,
+}
+
+impl Tokens for Reread<'_> {
+    fn next_token(&mut self) -> Kept {
+        let (token, next) = read_token(self.bytes, self.pos, self.limits)
+            .expect("frame_len validated this frame")
+            .expect("frame_len saw this frame complete");
+        self.pos = next;
+        Kept::of(&token, self.bytes)
+    }
+}
+
+impl Tokens for std::vec::IntoIter<Kept> {
+    fn next_token(&mut self) -> Kept {
+        self.next()
+            .expect("frame_len kept every token of the frame")
+    }
+}
+
+/// Builds the frame whose tokens `tokens` gives; `bytes` is the frame they come from.
 ///
-/// `bytes` must hold a frame that [`frame_len`] accepted with the same `limits`; anything else
-/// is a bug in this module, hence the panics.
-fn build(bytes: &Bytes, pos: &mut usize, limits: &Limits) -> Frame {
-    let (token, next) = read_token(bytes, *pos, limits)
-        .expect("frame_len validated this frame")
-        .expect("frame_len saw this frame complete");
-    *pos = next;
-    match token {
-        Token::SimpleString(text) => Frame::SimpleString(bytes.slice_ref(text)),
-        Token::SimpleError(text) => Frame::SimpleError(bytes.slice_ref(text)),
-        Token::Integer(n) => Frame::Integer(n),
-        Token::BlobString(data) => Frame::BlobString(bytes.slice_ref(data)),
-        Token::BlobError(data) => Frame::BlobError(bytes.slice_ref(data)),
-        Token::Verbatim { format, data } => Frame::VerbatimString {
+/// The tokens must be those of a frame that [`frame_len`] accepted; anything else is a bug in
+/// this module, hence the panics.
+fn build(bytes: &Bytes, tokens: &mut impl Tokens) -> Frame {
+    match tokens.next_token() {
+        Kept::SimpleString(text) => Frame::SimpleString(bytes.slice(text)),
+        Kept::SimpleError(text) => Frame::SimpleError(bytes.slice(text)),
+        Kept::Integer(n) => Frame::Integer(n),
+        Kept::BlobString(data) => Frame::BlobString(bytes.slice(data)),
+        Kept::BlobError(data) => Frame::BlobError(bytes.slice(data)),
+        Kept::Verbatim { format, data } => Frame::VerbatimString {
             format,
-            data: bytes.slice_ref(data),
+            data: bytes.slice(data),
         },
-        Token::Null => Frame::Null,
-        Token::Double(x) => Frame::Double(x),
-        Token::Boolean(b) => Frame::Boolean(b),
-        Token::BigNumber(text) => Frame::BigNumber(text.to_owned()),
-        Token::Aggregate { kind, len } => match kind {
-            FrameKind::Array => Frame::Array(build_items(bytes, pos, len, limits)),
-            FrameKind::Set => Frame::Set(build_items(bytes, pos, len, limits)),
-            FrameKind::Push => Frame::Push(build_items(bytes, pos, len, limits)),
-            FrameKind::Map => Frame::Map(build_pairs(bytes, pos, len, limits)),
+        Kept::Null => Frame::Null,
+        Kept::Double(x) => Frame::Double(x),
+        Kept::Boolean(b) => Frame::Boolean(b),
+        Kept::BigNumber(text) => Frame::BigNumber(
+            std::str::from_utf8(&bytes[text])
+                .expect("frame_len checked the digits")
+                .to_owned(),
+        ),
+        Kept::Aggregate { kind, len } => match kind {
+            FrameKind::Array => Frame::Array(build_items(bytes, tokens, len)),
+            FrameKind::Set => Frame::Set(build_items(bytes, tokens, len)),
+            FrameKind::Push => Frame::Push(build_items(bytes, tokens, len)),
+            FrameKind::Map => Frame::Map(build_pairs(bytes, tokens, len)),
             FrameKind::Attribute => Frame::Attribute {
-                attributes: build_pairs(bytes, pos, len, limits),
-                frame: Box::new(build(bytes, pos, limits)),
+                attributes: build_pairs(bytes, tokens, len),
+                frame: Box::new(build(bytes, tokens)),
             },
             _ => unreachable!("{kind} is not an aggregate"),
         },
@@ -369,13 +497,13 @@ fn build(bytes: &Bytes, pos: &mut usize, limits: &Limits) -> Frame {
 // In the two functions below `len` is trusted: frame_len found all `len` children in the
 // buffer, so the allocations they make are bounded by bytes actually received.
 
-fn build_items(bytes: &Bytes, pos: &mut usize, len: usize, limits: &Limits) -> Vec<Frame> {
-    (0..len).map(|_| build(bytes, pos, limits)).collect()
+fn build_items(bytes: &Bytes, tokens: &mut impl Tokens, len: usize) -> Vec<Frame> {
+    (0..len).map(|_| build(bytes, tokens)).collect()
 }
 
-fn build_pairs(bytes: &Bytes, pos: &mut usize, len: usize, limits: &Limits) -> Vec<(Frame, Frame)> {
+fn build_pairs(bytes: &Bytes, tokens: &mut impl Tokens, len: usize) -> Vec<(Frame, Frame)> {
     (0..len)
-        .map(|_| (build(bytes, pos, limits), build(bytes, pos, limits)))
+        .map(|_| (build(bytes, tokens), build(bytes, tokens)))
         .collect()
 }
 

@@ -54,6 +54,6 @@ mod encode;
 mod frame;
 mod inline;
 
-pub use decode::{DecodeError, Limits, MAX_DEPTH_CEILING, decode};
+pub use decode::{DecodeError, Limits, MAX_DEPTH_CEILING, decode, decode_whole};
 pub use encode::{Line, Protocol, Writer, encode};
 pub use frame::{Frame, FrameKind};

@@ -174,7 +174,14 @@ impl RespConn {
             let may_be_whole =
                 !self.replies_only || (self.buf.ends_with(b"\r\n") && !self.stream.bytes_queued());
             if may_be_whole {
-                match net::decode(&mut self.buf, &Limits::default()) {
+                // Tried only when the reply is most likely whole, so its tokens are kept from
+                // the measuring pass instead of read twice; the answer is `decode`'s.
+                let decoded = if self.replies_only {
+                    net::decode_whole(&mut self.buf, &Limits::default())
+                } else {
+                    net::decode(&mut self.buf, &Limits::default())
+                };
+                match decoded {
                     Ok(Some(frame)) => return Ok(frame),
                     Ok(None) => {}
                     Err(err) => {
