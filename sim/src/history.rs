@@ -601,15 +601,7 @@ impl Serialize for TracedOutput<'_> {
         match self.0 {
             Output::Events { events, has_more } if events.len() > 2 => {
                 use serde::ser::SerializeStruct;
-                let mut digest = crate::trace::Fnv64::default();
-                for e in events {
-                    digest.write_u64(e.id.0 as u64);
-                    digest.write_u64((e.id.0 >> 64) as u64);
-                    digest.write_u64(e.version);
-                    digest.write_u64(e.seq);
-                    digest.write_u64(u64::from(e.partition));
-                    digest.write_u64(e.digest);
-                }
+                let digest = events_digest(events);
                 let mut st = s.serialize_struct("Events", 6)?;
                 st.serialize_field("result", "events")?;
                 st.serialize_field("count", &events.len())?;
@@ -622,6 +614,20 @@ impl Serialize for TracedOutput<'_> {
             other => other.serialize(s),
         }
     }
+}
+
+/// The digest a trace line gives for the events a read returned, beyond its first and last.
+fn events_digest(events: &[SeenEvent]) -> crate::trace::Fnv64 {
+    let mut digest = crate::trace::Fnv64::default();
+    for e in events {
+        digest.write_u64(e.id.0 as u64);
+        digest.write_u64((e.id.0 >> 64) as u64);
+        digest.write_u64(e.version);
+        digest.write_u64(e.seq);
+        digest.write_u64(u64::from(e.partition));
+        digest.write_u64(e.digest);
+    }
+    digest
 }
 
 #[derive(Serialize)]

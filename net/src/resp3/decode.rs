@@ -144,16 +144,27 @@ impl DecodeError {
 /// Each call rescans the buffered part of the frame (headers only: blob data is skipped by
 /// length), so read in large chunks rather than byte by byte.
 pub fn decode(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Frame>, DecodeError> {
-    let Some(&first) = buf.first() else {
-        return Ok(None);
-    };
-    if FrameKind::from_type_byte(first).is_none() {
-        return inline::decode(buf, limits);
-    }
-    if let Some(request) = request_len(buf, limits) {
-        return Ok(Some(build_request(buf, request)));
+    if let Some(answer) = decode_short_cuts(buf, limits) {
+        return answer;
     }
     decode_any(buf, limits)
+}
+
+/// What [`decode`] and [`decode_whole`] answer alike: an empty buffer, an inline command, and
+/// a request (an array of bulk strings, the usual client frame). `None` for anything else.
+#[inline]
+fn decode_short_cuts(
+    buf: &mut BytesMut,
+    limits: &Limits,
+) -> Option<Result<Option<Frame>, DecodeError>> {
+    let Some(&first) = buf.first() else {
+        return Some(Ok(None));
+    };
+    if FrameKind::from_type_byte(first).is_none() {
+        return Some(inline::decode(buf, limits));
+    }
+    let request = request_len(buf, limits)?;
+    Some(Ok(Some(build_request(buf, request))))
 }
 
 /// [`decode`], for a caller that tries only once the frame is most likely whole (a client
@@ -167,14 +178,8 @@ pub fn decode(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Frame>, Deco
 /// freed before returning), so a server, which decodes whatever its peers send as it
 /// arrives, uses [`decode`].
 pub fn decode_whole(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Frame>, DecodeError> {
-    let Some(&first) = buf.first() else {
-        return Ok(None);
-    };
-    if FrameKind::from_type_byte(first).is_none() {
-        return inline::decode(buf, limits);
-    }
-    if let Some(request) = request_len(buf, limits) {
-        return Ok(Some(build_request(buf, request)));
+    if let Some(answer) = decode_short_cuts(buf, limits) {
+        return answer;
     }
     // Sized so that a large reply's tokens rarely move: a token takes at least three bytes
     // (type byte and CRLF), and a typical one of a reply with blobs several times that.

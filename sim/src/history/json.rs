@@ -12,7 +12,6 @@
 
 use super::{CompleteLine, Eid, Expected, Input, InvokeLine, Output, SeenEvent, TracedOutput};
 use crate::snapshot::{Log, NodeState, Slot, Snapshot};
-use crate::trace::Fnv64;
 use db::model::ExpectedVersion;
 
 /// Appends `line` as `serde_json::to_writer` would write it.
@@ -196,15 +195,7 @@ fn input(out: &mut Vec<u8>, input: &Input) {
 fn traced_output(out: &mut Vec<u8>, output: &TracedOutput<'_>) -> bool {
     match output.0 {
         Output::Events { events, has_more } if events.len() > 2 => {
-            let mut digest = Fnv64::default();
-            for e in events {
-                digest.write_u64(e.id.0 as u64);
-                digest.write_u64((e.id.0 >> 64) as u64);
-                digest.write_u64(e.version);
-                digest.write_u64(e.seq);
-                digest.write_u64(u64::from(e.partition));
-                digest.write_u64(e.digest);
-            }
+            let digest = super::events_digest(events);
             out.extend_from_slice(b"{\"result\":\"events\",\"count\":");
             put_u64(out, events.len() as u64);
             out.extend_from_slice(b",\"has_more\":");
