@@ -660,8 +660,14 @@ impl Client {
         let stream = self.pick_stream();
         let known = know.versions.get(&stream).copied().flatten();
         let top = known.map_or(0, |v| v + 1);
-        let from = if backward || self.chance(0.5) {
+        // As for partitions (see `read_partition`): forward reads mostly start just before the
+        // last version this client saw, so they reach the end; a backward read starts from the
+        // end (or `to`) whatever `from` is, so `from` 0 lets it run down to the first version.
+        let draw = self.rng.random::<f64>();
+        let from = if backward || draw < 0.1 {
             0
+        } else if draw < 0.6 {
+            top.saturating_sub(1 + self.below(8))
         } else {
             self.below(top + 1)
         };
@@ -723,8 +729,16 @@ impl Client {
         let stream = self.pick_stream();
         let partition = self.streams.partition(stream);
         let known = know.sequences.get(&partition).copied().unwrap_or(0);
-        let from = if self.chance(0.5) {
+        // Half the reads start just before the last sequence this client saw, so most of them
+        // reach the partition's end (`has_more` false: an observation of its length, which
+        // `linearizable-per-stream` catches stale reads with); the rest start anywhere, a few
+        // at the beginning. Reads from 0 with a large limit return the same oldest events
+        // every time, and were most of what reads returned, so they are kept rare.
+        let draw = self.rng.random::<f64>();
+        let from = if draw < 0.1 {
             0
+        } else if draw < 0.6 {
+            known.saturating_sub(self.below(8))
         } else {
             self.below(known + 2)
         };
