@@ -32,5 +32,6 @@ pub mod resp3;
 
 pub use listener::{Listener, TokioListener};
 pub use resp3::{
-    DecodeError, Frame, FrameKind, Limits, Line, Protocol, Writer, decode, decode_whole, encode,
+    DecodeError, FlatFrame, Frame, FrameKind, FrameRef, Limits, Line, Protocol, Writer, decode,
+    decode_flat, encode,
 };

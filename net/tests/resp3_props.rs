@@ -2,7 +2,7 @@
 //! more, and no input makes the decoder panic.
 
 use bytes::{Bytes, BytesMut};
-use net::resp3::{DecodeError, Frame, Limits, Protocol, decode, decode_whole, encode};
+use net::resp3::{DecodeError, FlatFrame, Frame, Limits, Protocol, decode, decode_flat, encode};
 use proptest::collection::vec;
 use proptest::prelude::*;
 
@@ -90,6 +90,15 @@ proptest! {
         prop_assert!(buf.is_empty());
     }
 
+    /// A flat frame walked child by child (each aggregate's span skipping its subtree) gives
+    /// the frame back, and so does building it whole.
+    #[test]
+    fn flat_frames_walk_as_trees(frame in frame()) {
+        let flat = FlatFrame::from_frame(&frame);
+        prop_assert_eq!(&flat.to_frame(), &frame);
+        prop_assert_eq!(&walked(flat.root()), &frame);
+    }
+
     #[test]
     fn resp2_encoding_always_decodes(frame in frame()) {
         let mut buf = encoded(&frame, Protocol::Resp2);
@@ -118,9 +127,9 @@ proptest! {
     }
 
     /// Whole frames, their truncations and frames followed by more, with the default limits
-    /// and small ones: `decode_whole` gives `decode`'s answer and leaves the same bytes.
+    /// and small ones: `decode_flat` gives `decode`'s answer and leaves the same bytes.
     #[test]
-    fn decode_whole_answers_as_decode(
+    fn decode_flat_answers_as_decode(
         first in frame(),
         second in frame(),
         cut in any::<prop::sample::Index>(),
@@ -132,12 +141,12 @@ proptest! {
         for len in [bytes.len(), cut.index(bytes.len() + 1)] {
             let mut buf = BytesMut::from(&bytes[..len]);
             loop {
-                let mut whole = buf.clone();
-                let whole_result = decode_whole(&mut whole, &limits);
+                let mut flat = buf.clone();
+                let flat_result = decode_flat(&mut flat, &limits);
                 let result = decode(&mut buf, &limits);
-                prop_assert_eq!(&whole_result, &result);
+                prop_assert_eq!(&flat_result.map(|f| f.map(|f| f.to_frame())), &result);
                 if result.is_ok() {
-                    prop_assert_eq!(&whole, &buf);
+                    prop_assert_eq!(&flat, &buf);
                 }
                 if !matches!(result, Ok(Some(_))) {
                     break;
@@ -169,20 +178,50 @@ proptest! {
     }
 }
 
+/// `frame` rebuilt through [`net::FrameRef`]'s accessors: aggregates by walking their
+/// children, anything else with `to_frame`.
+fn walked(frame: net::FrameRef<'_>) -> Frame {
+    use net::FrameKind;
+    let items = || {
+        frame
+            .items()
+            .expect("an aggregate has items")
+            .map(walked)
+            .collect()
+    };
+    match frame.kind() {
+        FrameKind::Array => Frame::Array(items()),
+        FrameKind::Set => Frame::Set(items()),
+        FrameKind::Push => Frame::Push(items()),
+        FrameKind::Map => Frame::Map(
+            frame
+                .pairs()
+                .expect("a map has pairs")
+                .map(|(k, v)| (walked(k), walked(v)))
+                .collect(),
+        ),
+        _ => frame.to_frame(),
+    }
+}
+
 /// Decodes `input` to the end with small limits, checking the `decode` contract on every
-/// call: `Ok(None)` consumes nothing and `Ok(Some)` consumes something. `decode_whole` must
+/// call: `Ok(None)` consumes nothing and `Ok(Some)` consumes something. `decode_flat` must
 /// answer every call exactly as `decode` does, and leave the same bytes.
 fn check_decode_never_misbehaves(input: &[u8]) {
     let limits = small_limits();
     let mut buf = BytesMut::from(input);
     loop {
         let before = buf.len();
-        let mut whole = buf.clone();
-        let whole_result = decode_whole(&mut whole, &limits);
+        let mut flat = buf.clone();
+        let flat_result = decode_flat(&mut flat, &limits);
         let result = decode(&mut buf, &limits);
-        assert_eq!(whole_result, result, "decode_whole and decode disagree");
+        assert_eq!(
+            flat_result.map(|f| f.map(|f| f.to_frame())),
+            result,
+            "decode_flat and decode disagree"
+        );
         if result.is_ok() {
-            assert_eq!(whole, buf, "decode_whole and decode leave different bytes");
+            assert_eq!(flat, buf, "decode_flat and decode leave different bytes");
         }
         match result {
             Ok(Some(_)) => assert!(buf.len() < before, "a frame consumed nothing"),

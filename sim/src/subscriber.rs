@@ -404,7 +404,7 @@ impl Subscriber {
                 let mut incoming = Vec::new();
                 let mut frame = Some(first);
                 while let Some(push) = frame.take() {
-                    match reply::push(&push) {
+                    match reply::push(push.root()) {
                         Ok(Pushed::Message {
                             subscription,
                             cursor,
@@ -780,8 +780,9 @@ impl Subscriber {
         }
         let (record, starts) = self.log_subscribe(chain, i, now, recorded);
         let id = reply
+            .root()
             .as_str()
-            .filter(|_| matches!(reply, net::Frame::SimpleString(_)))
+            .filter(|_| reply.root().kind() == net::FrameKind::SimpleString)
             .and_then(|id| Uuid::parse_str(id).ok());
         match id {
             Some(id) => {
@@ -794,7 +795,7 @@ impl Subscriber {
                     record,
                     now,
                     SubscriptionEnd::Refused {
-                        reason: reply::render(&reply),
+                        reason: reply::render(reply.root()),
                     },
                 );
                 chain.retry_at_ns = now + RETRY_AFTER_FAILURE_NS;
@@ -907,7 +908,7 @@ impl Subscriber {
                         timeout(&self.env, *limit, link.call(&command::ack(live.id, cursor)))
                             .await
                             .unwrap_or(Exchange::TimedOut);
-                    match exchange {
+                    match exchange.into_tree() {
                         Exchange::Reply(net::Frame::SimpleString(ok)) if &ok[..] == b"OK" => true,
                         // The subscription already stopped on the server (its error push is on
                         // the way): nothing was acknowledged, nothing to record.

@@ -616,7 +616,7 @@ impl Client {
             (Some(link), Some((request, input))) => {
                 let limit = Duration::from_nanos(self.plan.timeout_ns);
                 match link.request(&request, limit).await.failure() {
-                    Ok(frame) => reply::read(&input, &frame),
+                    Ok(frame) => reply::read(&input, frame.root()),
                     Err(out) => out,
                 }
             }
@@ -773,7 +773,7 @@ impl Client {
 /// An append over RESP: the request the transaction makes, its reply as an outcome.
 async fn append_resp(link: &mut RespLink, txn: &Transaction, limit: Duration) -> Output {
     match link.request(&command::append(txn), limit).await.failure() {
-        Ok(frame) => reply::append(&frame),
+        Ok(frame) => reply::append(frame.root()),
         Err(out) => out,
     }
 }

@@ -150,10 +150,10 @@ pub fn decode(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Frame>, Deco
     decode_any(buf, limits)
 }
 
-/// What [`decode`] and [`decode_whole`] answer alike: an empty buffer, an inline command, and
+/// What [`decode`] and [`decode_flat`](super::decode_flat) answer alike: an empty buffer, an inline command, and
 /// a request (an array of bulk strings, the usual client frame). `None` for anything else.
 #[inline]
-fn decode_short_cuts(
+pub(super) fn decode_short_cuts(
     buf: &mut BytesMut,
     limits: &Limits,
 ) -> Option<Result<Option<Frame>, DecodeError>> {
@@ -165,36 +165,6 @@ fn decode_short_cuts(
     }
     let request = request_len(buf, limits)?;
     Some(Ok(Some(build_request(buf, request))))
-}
-
-/// [`decode`], for a caller that tries only once the frame is most likely whole (a client
-/// waiting for the one reply to its request, once the bytes that arrived end a line and no
-/// more are on their way). The answer, and what is left in `buf`, are exactly [`decode`]'s.
-///
-/// The measuring pass keeps every token it reads, and the frame is built from them rather
-/// than by reading the bytes again, which halves the work of a large reply. The price is
-/// memory for the tokens read, also when the frame turns out incomplete or malformed (at most
-/// eight times the bytes buffered: a token takes three bytes or more and is kept in 24;
-/// freed before returning), so a server, which decodes whatever its peers send as it
-/// arrives, uses [`decode`].
-pub fn decode_whole(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Frame>, DecodeError> {
-    if let Some(answer) = decode_short_cuts(buf, limits) {
-        return answer;
-    }
-    // Sized so that a large reply's tokens rarely move: a token takes at least three bytes
-    // (type byte and CRLF), and a typical one of a reply with blobs several times that.
-    let mut kept = Vec::with_capacity(buf.len() / 16);
-    let Some(len) = frame_len(buf, limits, Some(&mut kept))? else {
-        return Ok(None);
-    };
-    let bytes = buf.split_to(len).freeze();
-    let mut tokens = kept.into_iter();
-    let frame = build(&bytes, &mut tokens);
-    assert!(
-        tokens.next().is_none(),
-        "build and frame_len disagree on the frame's end"
-    );
-    Ok(Some(frame))
 }
 
 /// [`decode`] without the fast path for requests: any frame, in two passes (measure, then
@@ -326,21 +296,33 @@ enum Token<'a> {
 }
 
 /// A [`Token`] with its text or data as a range of the frame's bytes: what [`build`] makes a
-/// frame from. [`decode_whole`] has [`frame_len`] keep them, so that the bytes are read once.
-/// 24 bytes (a test checks), which bounds what [`decode_whole`] holds.
-#[derive(Clone, Debug)]
-enum Kept {
+/// frame from, and what a [`FlatFrame`](super::FlatFrame) holds: [`decode_flat`] has
+/// [`frame_len`] keep them, so that the bytes are read once. 24 bytes (a test checks), which
+/// bounds what [`decode_flat`] holds.
+///
+/// [`decode_flat`]: super::decode_flat
+#[derive(Clone, Debug, PartialEq)]
+pub(super) enum Kept {
     SimpleString(Range<usize>),
     SimpleError(Range<usize>),
     Integer(i64),
     BlobString(Range<usize>),
     BlobError(Range<usize>),
-    Verbatim { format: [u8; 3], data: Range<usize> },
+    Verbatim {
+        format: [u8; 3],
+        data: Range<usize>,
+    },
     Null,
     Double(f64),
     Boolean(bool),
     BigNumber(Range<usize>),
-    Aggregate { kind: FrameKind, len: usize },
+    /// `span`: how many tokens the aggregate's subtree holds, its own included (so its next
+    /// sibling is `span` tokens on), set by [`frame_len`] once the aggregate closes.
+    Aggregate {
+        kind: FrameKind,
+        len: usize,
+        span: usize,
+    },
 }
 
 impl Kept {
@@ -365,7 +347,7 @@ impl Kept {
             Token::Double(x) => Kept::Double(x),
             Token::Boolean(b) => Kept::Boolean(b),
             Token::BigNumber(text) => Kept::BigNumber(range(text.as_bytes())),
-            Token::Aggregate { kind, len } => Kept::Aggregate { kind, len },
+            Token::Aggregate { kind, len } => Kept::Aggregate { kind, len, span: 1 },
         }
     }
 }
@@ -383,15 +365,16 @@ fn child_count(kind: FrameKind, len: usize) -> usize {
 /// The length of the whole frame at the start of `buf`, or `None` if it is not all buffered.
 /// Checks everything: once this returns `Some`, [`build`] cannot fail. With `kept`, every
 /// token read is added to it, in order, for [`build`].
-fn frame_len(
+pub(super) fn frame_len(
     buf: &[u8],
     limits: &Limits,
     mut kept: Option<&mut Vec<Kept>>,
 ) -> Result<Option<usize>, DecodeError> {
     let max_depth = limits.max_depth.min(MAX_DEPTH_CEILING);
-    // How many children each open aggregate still expects, innermost last. It holds at most
-    // `max_depth` entries, so its size does not depend on the input.
-    let mut open: Vec<usize> = Vec::new();
+    // How many children each open aggregate still expects, and where its token is kept (if
+    // tokens are kept), innermost last. It holds at most `max_depth` entries, so its size
+    // does not depend on the input.
+    let mut open: Vec<(usize, usize)> = Vec::new();
     let mut pos = 0;
     loop {
         let Some((token, next)) = read_token(buf, pos, limits)? else {
@@ -404,37 +387,47 @@ fn frame_len(
             return Ok(None);
         };
         pos = next;
-        if let Some(kept) = kept.as_deref_mut() {
-            kept.push(Kept::of(&token, buf));
-        }
+        let at = match kept.as_deref_mut() {
+            Some(kept) => {
+                kept.push(Kept::of(&token, buf));
+                kept.len() - 1
+            }
+            None => 0,
+        };
         if let Token::Aggregate { kind, len } = token {
             if open.len() >= max_depth {
                 return Err(DecodeError::TooDeep { max: max_depth });
             }
             let children = child_count(kind, len);
             if children > 0 {
-                open.push(children);
+                open.push((children, at));
                 continue;
             }
         }
         // The token was a whole frame: count it against its parents, closing each one it
         // completes, until one still expects more or the outermost frame is done.
         loop {
-            let Some(remaining) = open.last_mut() else {
+            let Some((remaining, _)) = open.last_mut() else {
                 return Ok(Some(pos));
             };
             *remaining -= 1;
             if *remaining > 0 {
                 break;
             }
-            open.pop();
+            let (_, at) = open.pop().expect("looked at just above");
+            if let Some(kept) = kept.as_deref_mut() {
+                let closed = kept.len() - at;
+                if let Kept::Aggregate { span, .. } = &mut kept[at] {
+                    *span = closed;
+                }
+            }
         }
     }
 }
 
 /// Where [`build`] takes a frame's tokens from, in order: read again from the frame's bytes,
 /// or as [`frame_len`] kept them.
-trait Tokens {
+pub(super) trait Tokens {
     fn next_token(&mut self) -> Kept;
 }
 
@@ -455,18 +448,11 @@ impl Tokens for Reread<'_> {
     }
 }
 
-impl Tokens for std::vec::IntoIter<Kept> {
-    fn next_token(&mut self) -> Kept {
-        self.next()
-            .expect("frame_len kept every token of the frame")
-    }
-}
-
 /// Builds the frame whose tokens `tokens` gives; `bytes` is the frame they come from.
 ///
 /// The tokens must be those of a frame that [`frame_len`] accepted; anything else is a bug in
 /// this module, hence the panics.
-fn build(bytes: &Bytes, tokens: &mut impl Tokens) -> Frame {
+pub(super) fn build(bytes: &Bytes, tokens: &mut impl Tokens) -> Frame {
     match tokens.next_token() {
         Kept::SimpleString(text) => Frame::SimpleString(bytes.slice(text)),
         Kept::SimpleError(text) => Frame::SimpleError(bytes.slice(text)),
@@ -485,7 +471,7 @@ fn build(bytes: &Bytes, tokens: &mut impl Tokens) -> Frame {
                 .expect("frame_len checked the digits")
                 .to_owned(),
         ),
-        Kept::Aggregate { kind, len } => match kind {
+        Kept::Aggregate { kind, len, .. } => match kind {
             FrameKind::Array => Frame::Array(build_items(bytes, tokens, len)),
             FrameKind::Set => Frame::Set(build_items(bytes, tokens, len)),
             FrameKind::Push => Frame::Push(build_items(bytes, tokens, len)),
@@ -584,7 +570,7 @@ fn read_line<'a>(
     // Nearly every line ends at its first CR, followed by LF: one pass finds that. Anything
     // else (a bare CR, a lone LF, no line end yet) takes the careful path below, which
     // decides between incomplete and which error.
-    if let Some(cr) = window.iter().position(|&b| b == b'\r' || b == b'\n')
+    if let Some(cr) = memchr::memchr2(b'\r', b'\n', window)
         && window[cr] == b'\r'
         && window.get(cr + 1) == Some(&b'\n')
     {

@@ -51,9 +51,11 @@
 
 mod decode;
 mod encode;
+mod flat;
 mod frame;
 mod inline;
 
-pub use decode::{DecodeError, Limits, MAX_DEPTH_CEILING, decode, decode_whole};
+pub use decode::{DecodeError, Limits, MAX_DEPTH_CEILING, decode};
 pub use encode::{Line, Protocol, Writer, encode};
+pub use flat::{Children, FlatFrame, FrameRef, Pairs, decode_flat};
 pub use frame::{Frame, FrameKind};

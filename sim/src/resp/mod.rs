@@ -3,7 +3,8 @@
 //!
 //! It is a test client, written for the history rather than for speed: one request at a time
 //! per connection, every request and reply built and read with the `net` codec
-//! ([`net::encode`], [`net::decode`]), every reply mapped into the same [`Output`] records the
+//! ([`net::encode`]; [`net::decode_flat`], whose replies are read in place rather than built
+//! into trees of frames), every reply mapped into the same [`Output`] records the
 //! `Db`-level workload produces, so every checker judges both transports alike.
 //!
 //! | module | what it holds |
@@ -46,7 +47,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use db::env::Env;
-use net::{Frame, Limits, Protocol};
+use net::{FlatFrame, Frame, FrameKind, Limits, Protocol};
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
@@ -88,10 +89,11 @@ impl Host {
     }
 }
 
-/// How one request went.
+/// How one request went; the reply as it was read (flat), or as a tree after
+/// [`Exchange::into_tree`].
 #[derive(Clone, Debug, PartialEq)]
-pub enum Exchange {
-    Reply(Frame),
+pub enum Exchange<R = FlatFrame> {
+    Reply(R),
     /// Nothing of the request reached the server.
     NotSent(String),
     /// The connection broke after the request was (perhaps partly) sent.
@@ -99,14 +101,26 @@ pub enum Exchange {
     TimedOut,
 }
 
-impl Exchange {
+impl<R> Exchange<R> {
     /// The outcome of an exchange that brought no reply.
-    pub fn failure(self) -> Result<Frame, Output> {
+    pub fn failure(self) -> Result<R, Output> {
         match self {
             Exchange::Reply(frame) => Ok(frame),
             Exchange::NotSent(reason) => Err(Output::NotSent { reason }),
             Exchange::Lost(reason) => Err(Output::ConnectionLost { reason }),
             Exchange::TimedOut => Err(Output::TimedOut),
+        }
+    }
+}
+
+impl Exchange {
+    /// The exchange with its reply built into a tree, for matching on.
+    pub fn into_tree(self) -> Exchange<Frame> {
+        match self {
+            Exchange::Reply(reply) => Exchange::Reply(reply.to_frame()),
+            Exchange::NotSent(reason) => Exchange::NotSent(reason),
+            Exchange::Lost(reason) => Exchange::Lost(reason),
+            Exchange::TimedOut => Exchange::TimedOut,
         }
     }
 }
@@ -132,7 +146,7 @@ pub struct RespConn {
     buf: BytesMut,
     /// Where [`RespConn::read_arrived`] reads into.
     scratch: Vec<u8>,
-    pushes: VecDeque<Frame>,
+    pushes: VecDeque<FlatFrame>,
     /// Nothing but the reply to this connection's one outstanding request arrives (no
     /// subscriptions, and a connection whose request timed out is dropped), so the reply can
     /// be whole only when the bytes buffered end a line and no more are on their way:
@@ -169,19 +183,14 @@ impl RespConn {
     }
 
     /// The next frame off the wire, push or not.
-    pub async fn read_frame(&mut self) -> io::Result<Frame> {
+    pub async fn read_frame(&mut self) -> io::Result<FlatFrame> {
         loop {
             let may_be_whole =
                 !self.replies_only || (self.buf.ends_with(b"\r\n") && !self.stream.bytes_queued());
             if may_be_whole {
-                // Tried only when the reply is most likely whole, so its tokens are kept from
-                // the measuring pass instead of read twice; the answer is `decode`'s.
-                let decoded = if self.replies_only {
-                    net::decode_whole(&mut self.buf, &Limits::default())
-                } else {
-                    net::decode(&mut self.buf, &Limits::default())
-                };
-                match decoded {
+                // With `replies_only`, tried only when the reply is most likely whole: each try
+                // reads the buffered part of the frame again. The answer is `decode`'s, flat.
+                match net::decode_flat(&mut self.buf, &Limits::default()) {
                     Ok(Some(frame)) => return Ok(frame),
                     Ok(None) => {}
                     Err(err) => {
@@ -202,16 +211,16 @@ impl RespConn {
 
     /// A push that is already here (set aside, or whole in the bytes that have arrived),
     /// without waiting: a client reads every message a socket holds before it answers.
-    pub fn try_next_push(&mut self) -> io::Result<Option<Frame>> {
+    pub fn try_next_push(&mut self) -> io::Result<Option<FlatFrame>> {
         if let Some(push) = self.pushes.pop_front() {
             return Ok(Some(push));
         }
         self.read_arrived();
-        match net::decode(&mut self.buf, &Limits::default()) {
-            Ok(Some(push @ Frame::Push(_))) => Ok(Some(push)),
+        match net::decode_flat(&mut self.buf, &Limits::default()) {
+            Ok(Some(push)) if push.root().kind() == FrameKind::Push => Ok(Some(push)),
             Ok(Some(other)) => Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("a reply nobody asked for: {}", reply::render(&other)),
+                format!("a reply nobody asked for: {}", reply::render(other.root())),
             )),
             Ok(None) => Ok(None),
             Err(err) => Err(io::Error::new(
@@ -240,11 +249,13 @@ impl RespConn {
     }
 
     /// The next reply; pushes read on the way are set aside for [`RespConn::next_push`].
-    pub async fn read_reply(&mut self) -> io::Result<Frame> {
+    pub async fn read_reply(&mut self) -> io::Result<FlatFrame> {
         loop {
-            match self.read_frame().await? {
-                push @ Frame::Push(_) => self.pushes.push_back(push),
-                reply => return Ok(reply),
+            let frame = self.read_frame().await?;
+            if frame.root().kind() == FrameKind::Push {
+                self.pushes.push_back(frame);
+            } else {
+                return Ok(frame);
             }
         }
     }
@@ -252,16 +263,18 @@ impl RespConn {
     /// The next push: one set aside earlier, else the next frame off the wire, which must be
     /// a push (no request is waiting for its reply). Safe to drop while waiting: bytes read
     /// stay buffered.
-    pub async fn next_push(&mut self) -> io::Result<Frame> {
+    pub async fn next_push(&mut self) -> io::Result<FlatFrame> {
         if let Some(push) = self.pushes.pop_front() {
             return Ok(push);
         }
-        match self.read_frame().await? {
-            push @ Frame::Push(_) => Ok(push),
-            other => Err(io::Error::new(
+        let frame = self.read_frame().await?;
+        if frame.root().kind() == FrameKind::Push {
+            Ok(frame)
+        } else {
+            Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("a reply nobody asked for: {}", reply::render(&other)),
-            )),
+                format!("a reply nobody asked for: {}", reply::render(frame.root())),
+            ))
         }
     }
 
@@ -284,11 +297,11 @@ impl RespConn {
     pub async fn hello(&mut self) -> Result<(), Exchange> {
         let hello = command::words(&["HELLO", "3"]);
         match self.call(&hello).await {
-            Exchange::Reply(reply) if reply::field_int(&reply, "proto") == Some(3) => Ok(()),
+            Exchange::Reply(reply) if reply::field_int(reply.root(), "proto") == Some(3) => Ok(()),
             // Nothing of a request has been sent yet, whatever happened to the handshake.
             Exchange::Reply(other) => Err(Exchange::NotSent(format!(
                 "HELLO 3 answered {}",
-                reply::render(&other)
+                reply::render(other.root())
             ))),
             Exchange::NotSent(reason) | Exchange::Lost(reason) => {
                 Err(Exchange::NotSent(format!("handshake failed: {reason}")))

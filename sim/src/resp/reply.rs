@@ -5,36 +5,27 @@
 //! field missing) becomes an outcome the checkers flag: `Rejected` for an append (the
 //! workload only sends valid appends), a read failed with class `Other` for a read.
 
-use net::Frame;
+use net::{FrameKind, FrameRef};
 
 use crate::history::{Eid, ErrorClass, Input, Output, SeenEvent};
 use crate::workload::{Streams, digest};
 
-/// A field of a map reply.
-pub fn field<'a>(frame: &'a Frame, name: &str) -> Option<&'a Frame> {
-    frame
-        .as_map()?
-        .iter()
-        .find(|(k, _)| k.as_bytes().is_some_and(|k| k.as_ref() == name.as_bytes()))
-        .map(|(_, v)| v)
-}
-
 /// An integer field of a map reply.
-pub fn field_int(frame: &Frame, name: &str) -> Option<i64> {
-    field(frame, name)?.as_integer()
+pub fn field_int(frame: FrameRef<'_>, name: &str) -> Option<i64> {
+    frame.field(name)?.as_integer()
 }
 
-fn field_u64(frame: &Frame, name: &str) -> Option<u64> {
+fn field_u64(frame: FrameRef<'_>, name: &str) -> Option<u64> {
     u64::try_from(field_int(frame, name)?).ok()
 }
 
-fn field_uuid(frame: &Frame, name: &str) -> Option<uuid::Uuid> {
-    uuid::Uuid::parse_str(field(frame, name)?.as_str()?).ok()
+fn field_uuid(frame: FrameRef<'_>, name: &str) -> Option<uuid::Uuid> {
+    uuid::Uuid::parse_str(frame.field(name)?.as_str()?).ok()
 }
 
 /// A frame, short, for reasons in the history.
-pub fn render(frame: &Frame) -> String {
-    let text = format!("{frame:?}");
+pub fn render(frame: FrameRef<'_>) -> String {
+    let text = format!("{:?}", frame.to_frame());
     match text.char_indices().nth(160) {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text,
@@ -42,11 +33,8 @@ pub fn render(frame: &Frame) -> String {
 }
 
 /// An error reply split into its code and message.
-fn error(frame: &Frame) -> Option<(&str, &str)> {
-    let Frame::SimpleError(bytes) = frame else {
-        return None;
-    };
-    let text = std::str::from_utf8(bytes).ok()?;
+fn error<'a>(frame: FrameRef<'a>) -> Option<(&'a str, &'a str)> {
+    let text = std::str::from_utf8(frame.as_simple_error()?).ok()?;
     Some(text.split_once(' ').unwrap_or((text, "")))
 }
 
@@ -66,7 +54,7 @@ fn class_of(message: &str) -> ErrorClass {
 }
 
 /// What an append's reply says.
-pub fn append(reply: &Frame) -> Output {
+pub fn append(reply: FrameRef<'_>) -> Output {
     if let Some((code, message)) = error(reply) {
         return append_error(code, message);
     }
@@ -78,15 +66,15 @@ pub fn append(reply: &Frame) -> Output {
         return rejected();
     };
     // EMAPPEND: events listed, sequences from the first one.
-    if let Some(events) = field(reply, "events") {
+    if let Some(events) = reply.field("events") {
         let (Some(events), Some(first)) = (
-            events.as_array(),
+            events.items().filter(|_| events.kind() == FrameKind::Array),
             field_u64(reply, "first_partition_sequence"),
         ) else {
             return rejected();
         };
         let mut positions = Vec::new();
-        for (i, e) in events.iter().enumerate() {
+        for (i, e) in events.enumerate() {
             let (Some(id), Some(version)) =
                 (field_uuid(e, "event_id"), field_u64(e, "stream_version"))
             else {
@@ -172,31 +160,67 @@ fn wrong_version(message: &str) -> Option<Output> {
     })
 }
 
-/// An event map: what a read saw of a stored event.
-pub fn event(map: &Frame) -> Option<SeenEvent> {
-    let bytes = |name: &str| field(map, name).and_then(Frame::as_bytes);
-    let stream_id = std::str::from_utf8(bytes("stream_id")?).ok()?;
-    let name = std::str::from_utf8(bytes("event_name")?).ok()?;
-    let timestamp = field_u64(map, "timestamp")?;
+/// The fields of an event map [`event`] reads, in the order of its slots.
+const EVENT_FIELDS: [&[u8]; 10] = [
+    b"event_id",
+    b"stream_id",
+    b"event_name",
+    b"timestamp",
+    b"stream_version",
+    b"partition_id",
+    b"partition_sequence",
+    b"transaction_id",
+    b"metadata",
+    b"payload",
+];
+
+/// An event map: what a read saw of a stored event. Reads the map once; as with
+/// [`FrameRef::field`], the first pair with a field's name counts and other keys are ignored.
+pub fn event(map: FrameRef<'_>) -> Option<SeenEvent> {
+    let mut slots: [Option<FrameRef<'_>>; EVENT_FIELDS.len()] = [None; EVENT_FIELDS.len()];
+    for (key, value) in map.pairs()? {
+        let Some(key) = key.as_bytes() else {
+            continue;
+        };
+        if let Some(slot) = EVENT_FIELDS.iter().position(|name| *name == key) {
+            slots[slot].get_or_insert(value);
+        }
+    }
+    let [
+        id,
+        stream_id,
+        name,
+        timestamp,
+        version,
+        partition,
+        seq,
+        txn,
+        metadata,
+        payload,
+    ] = slots;
+    let uuid = |f: Option<FrameRef<'_>>| uuid::Uuid::parse_str(f?.as_str()?).ok();
+    let int = |f: Option<FrameRef<'_>>| u64::try_from(f?.as_integer()?).ok();
+    let stream_id = std::str::from_utf8(stream_id?.as_bytes()?).ok()?;
+    let name = std::str::from_utf8(name?.as_bytes()?).ok()?;
     Some(SeenEvent {
-        id: Eid::from_uuid(field_uuid(map, "event_id")?),
+        id: Eid::from_uuid(uuid(id)?),
         stream: Streams::parse(stream_id),
-        version: field_u64(map, "stream_version")?,
-        partition: u16::try_from(field_u64(map, "partition_id")?).ok()?,
-        seq: field_u64(map, "partition_sequence")?,
-        txn: Eid::from_uuid(field_uuid(map, "transaction_id")?),
+        version: int(version)?,
+        partition: u16::try_from(int(partition)?).ok()?,
+        seq: int(seq)?,
+        txn: Eid::from_uuid(uuid(txn)?),
         digest: digest(
             stream_id,
             name,
-            bytes("metadata")?,
-            bytes("payload")?,
-            timestamp,
+            metadata?.as_bytes()?,
+            payload?.as_bytes()?,
+            int(timestamp)?,
         ),
     })
 }
 
 /// What a read's reply says.
-pub fn read(input: &Input, reply: &Frame) -> Output {
+pub fn read(input: &Input, reply: FrameRef<'_>) -> Output {
     if let Some((code, message)) = error(reply) {
         let class = match code {
             "READERR" => class_of(message),
@@ -208,18 +232,17 @@ pub fn read(input: &Input, reply: &Frame) -> Output {
         };
     }
     let parsed = match input {
-        Input::Get { .. } => match reply {
-            Frame::Null => Some(Output::NotFound),
-            map => event(map).map(|e| Output::Events {
-                events: vec![e],
-                has_more: false,
-            }),
-        },
+        Input::Get { .. } if reply.is_null() => Some(Output::NotFound),
+        Input::Get { .. } => event(reply).map(|e| Output::Events {
+            events: vec![e],
+            has_more: false,
+        }),
         Input::ReadStream { .. } | Input::ReadPartition { .. } => scan(reply),
-        Input::StreamVersion { .. } | Input::PartitionSequence { .. } => match reply {
-            Frame::Null => Some(Output::Position { last: None }),
-            Frame::Integer(n) => u64::try_from(*n)
-                .ok()
+        Input::StreamVersion { .. } | Input::PartitionSequence { .. } => match reply.kind() {
+            FrameKind::Null => Some(Output::Position { last: None }),
+            FrameKind::Integer => reply
+                .as_integer()
+                .and_then(|n| u64::try_from(n).ok())
                 .map(|n| Output::Position { last: Some(n) }),
             _ => None,
         },
@@ -252,22 +275,23 @@ pub enum Pushed {
 
 /// What a push frame says; `Err` with the frame rendered if it is not one the protocol
 /// sends.
-pub fn push(frame: &Frame) -> Result<Pushed, String> {
+pub fn push(frame: FrameRef<'_>) -> Result<Pushed, String> {
     let bad = || format!("unexpected push {}", render(frame));
-    let Frame::Push(items) = frame else {
+    let Some(items) = frame.items().filter(|_| frame.kind() == FrameKind::Push) else {
         return Err(bad());
     };
-    let kind = items.first().and_then(Frame::as_str).ok_or_else(bad)?;
+    let items: Vec<FrameRef<'_>> = items.collect();
+    let kind = items.first().and_then(|f| f.as_str()).ok_or_else(bad)?;
     let id = || {
         items
             .get(1)
-            .and_then(Frame::as_str)
+            .and_then(|f| f.as_str())
             .and_then(|id| uuid::Uuid::parse_str(id).ok())
     };
     match (kind, items.len()) {
         ("message", 4) => {
             let cursor = items[2].as_integer().and_then(|c| u64::try_from(c).ok());
-            match (id(), cursor, event(&items[3])) {
+            match (id(), cursor, event(items[3])) {
                 (Some(subscription), Some(cursor), Some(event)) => Ok(Pushed::Message {
                     subscription,
                     cursor,
@@ -295,24 +319,24 @@ pub fn push(frame: &Frame) -> Result<Pushed, String> {
 }
 
 /// `{has_more, events}`.
-fn scan(reply: &Frame) -> Option<Output> {
-    let Frame::Boolean(has_more) = field(reply, "has_more")? else {
+fn scan(reply: FrameRef<'_>) -> Option<Output> {
+    let has_more = reply.field("has_more")?.as_bool()?;
+    let events = reply.field("events")?;
+    if events.kind() != FrameKind::Array {
         return None;
-    };
-    let events = field(reply, "events")?
-        .as_array()?
-        .iter()
-        .map(event)
-        .collect::<Option<Vec<_>>>()?;
-    Some(Output::Events {
-        events,
-        has_more: *has_more,
-    })
+    }
+    let events = events.items()?.map(event).collect::<Option<Vec<_>>>()?;
+    Some(Output::Events { events, has_more })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use net::{FlatFrame, Frame};
+
+    fn flat(frame: &Frame) -> FlatFrame {
+        FlatFrame::from_frame(frame)
+    }
 
     fn map(pairs: Vec<(&str, Frame)>) -> Frame {
         Frame::map(
@@ -330,7 +354,7 @@ mod tests {
             "current stream version is empty but expected 5 for partition key 4a5bf0d6-0000-0000-0000-000000000000 and stream id s3",
         );
         assert_eq!(
-            append(&wrong),
+            append(flat(&wrong).root()),
             Output::WrongExpectedVersion {
                 stream: crate::history::StreamRef(3),
                 actual: None
@@ -344,30 +368,36 @@ mod tests {
                 id.uuid()
             ),
         );
-        assert_eq!(append(&conflict), Output::EventIdConflict { id });
+        assert_eq!(
+            append(flat(&conflict).root()),
+            Output::EventIdConflict { id }
+        );
         let full = Frame::error(
             "TRYAGAIN",
             "append not written, retry later: disk full while writing /x; stored data is intact",
         );
         assert!(matches!(
-            append(&full),
+            append(flat(&full).root()),
             Output::Unavailable {
                 class: ErrorClass::StorageFull,
                 ..
             }
         ));
         assert!(matches!(
-            append(&Frame::error(
-                "UNKNOWNOUTCOME",
-                "append outcome unknown, it may or may not be durable: sync /x: EIO"
-            )),
+            append(
+                flat(&Frame::error(
+                    "UNKNOWNOUTCOME",
+                    "append outcome unknown, it may or may not be durable: sync /x: EIO"
+                ))
+                .root()
+            ),
             Output::Indeterminate {
                 class: ErrorClass::Io,
                 ..
             }
         ));
         assert!(matches!(
-            append(&Frame::error("INVALIDARG", "nope")),
+            append(flat(&Frame::error("INVALIDARG", "nope")).root()),
             Output::Rejected { .. }
         ));
     }
@@ -382,7 +412,7 @@ mod tests {
             ("stream_version", Frame::int(2)),
         ]);
         assert_eq!(
-            append(&single),
+            append(flat(&single).root()),
             Output::Appended {
                 already_stored: false,
                 partition: 3,
@@ -408,7 +438,7 @@ mod tests {
             ),
         ]);
         assert_eq!(
-            append(&multi),
+            append(flat(&multi).root()),
             Output::Appended {
                 already_stored: false,
                 partition: 3,
@@ -421,6 +451,9 @@ mod tests {
             ("last_partition_sequence", Frame::int(9)),
             ("events", Frame::array(vec![])),
         ]);
-        assert!(matches!(append(&short), Output::Rejected { .. }));
+        assert!(matches!(
+            append(flat(&short).root()),
+            Output::Rejected { .. }
+        ));
     }
 }

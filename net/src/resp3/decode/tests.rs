@@ -754,6 +754,6 @@ mod request_fast_path {
 
 #[test]
 fn a_kept_token_takes_24_bytes() {
-    // `decode_whole` documents its memory bound from this size.
+    // `decode_flat` documents its memory bound from this size.
     assert_eq!(std::mem::size_of::<Kept>(), 24);
 }
