@@ -608,7 +608,7 @@ impl Serialize for TracedOutput<'_> {
                 st.serialize_field("has_more", has_more)?;
                 st.serialize_field("first", &events[0])?;
                 st.serialize_field("last", &events[events.len() - 1])?;
-                st.serialize_field("digest", &format!("{:016x}", digest.0))?;
+                st.serialize_field("digest", &format!("{digest:016x}"))?;
                 st.end()
             }
             other => other.serialize(s),
@@ -617,17 +617,24 @@ impl Serialize for TracedOutput<'_> {
 }
 
 /// The digest a trace line gives for the events a read returned, beyond its first and last.
-fn events_digest(events: &[SeenEvent]) -> crate::trace::Fnv64 {
-    let mut digest = crate::trace::Fnv64::default();
+fn events_digest(events: &[SeenEvent]) -> u64 {
+    let mut digest = crate::trace::TraceHash::default();
     for e in events {
-        digest.write_u64(e.id.0 as u64);
-        digest.write_u64((e.id.0 >> 64) as u64);
-        digest.write_u64(e.version);
-        digest.write_u64(e.seq);
-        digest.write_u64(u64::from(e.partition));
-        digest.write_u64(e.digest);
+        let mut bytes = [0; 48];
+        let fields = [
+            e.id.0 as u64,
+            (e.id.0 >> 64) as u64,
+            e.version,
+            e.seq,
+            u64::from(e.partition),
+            e.digest,
+        ];
+        for (chunk, field) in bytes.chunks_exact_mut(8).zip(fields) {
+            chunk.copy_from_slice(&field.to_le_bytes());
+        }
+        digest.write(&bytes);
     }
-    digest
+    digest.value()
 }
 
 #[derive(Serialize)]

@@ -16,7 +16,7 @@
 //! | [`net`] | the simulated client network: byte streams split, delayed, reset and partitioned |
 //! | [`resp`] | the RESP3 client the workload uses with `transport = "resp"`: requests, replies → history outcomes |
 //! | [`history`] | the recorded operations, faults and recoveries |
-//! | [`trace`] | the run's JSON-lines trace and its running FNV-1a hash |
+//! | [`trace`] | the run's JSON-lines trace and its running XXH3-64 hash |
 //! | [`snapshot`] | the final quiescent read of every node |
 //! | [`world`] | one run: nodes, clients, the nemesis, the phases, the report |
 //! | [`check`] | one checker per invariant |

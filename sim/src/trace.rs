@@ -1,4 +1,4 @@
-//! The run's trace: every history event as one JSON line, folded into a running FNV-1a 64
+//! The run's trace: every history event as one JSON line, folded into a running XXH3-64
 //! hash, and kept in memory only when asked for (`replay --trace FILE`).
 //!
 //! The hash covers the canonical JSON of each line (struct fields in declaration order, maps
@@ -40,8 +40,31 @@ impl Fnv64 {
     }
 }
 
+/// The trace's running hash: XXH3-64 (`xxhash-rust`, default secret, streaming), a published
+/// function whose value is the same on every machine. It replaced FNV-1a here, whose
+/// multiplication per byte cost a twentieth of a seed's time (docs/simulation.md, Speed).
+#[derive(Clone, Default)]
+pub struct TraceHash(xxhash_rust::xxh3::Xxh3Default);
+
+impl TraceHash {
+    pub fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    /// The hash of everything written so far.
+    pub fn value(&self) -> u64 {
+        self.0.digest()
+    }
+}
+
+impl std::fmt::Debug for TraceHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TraceHash({:016x})", self.value())
+    }
+}
+
 /// Feeds whatever is written into a running hash.
-struct HashWriter<'a>(&'a mut Fnv64);
+struct HashWriter<'a>(&'a mut TraceHash);
 
 impl std::io::Write for HashWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -62,7 +85,7 @@ impl std::io::Write for HashWriter<'_> {
 /// The running hash and, optionally, every line.
 #[derive(Debug, Default)]
 pub struct Trace {
-    hash: Fnv64,
+    hash: TraceHash,
     lines: Option<Vec<String>>,
     count: u64,
     /// Where [`Trace::record_written`] has its line written, kept between lines.
@@ -73,7 +96,7 @@ impl Trace {
     /// A trace that keeps its lines (for writing a trace file) or only hashes them.
     pub fn new(keep_lines: bool) -> Trace {
         Trace {
-            hash: Fnv64::default(),
+            hash: TraceHash::default(),
             lines: keep_lines.then(Vec::new),
             count: 0,
             scratch: Vec::new(),
@@ -116,14 +139,14 @@ impl Trace {
 
     /// The hash of the lines so far, without the executor's.
     pub fn hash(&self) -> u64 {
-        self.hash.0
+        self.hash.value()
     }
 
     /// The final hash: the lines' hash with the executor's folded in.
     pub fn finish(&self, executor_hash: u64) -> u64 {
-        let mut hash = self.hash;
-        hash.write_u64(executor_hash);
-        hash.0
+        let mut hash = self.hash.clone();
+        hash.write(&executor_hash.to_le_bytes());
+        hash.value()
     }
 
     /// The kept lines (empty unless kept).
@@ -141,6 +164,22 @@ mod tests {
         assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
         assert_eq!(fnv1a(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn trace_hash_is_xxh3_64() {
+        // Published XXH3-64 values (default secret, seed 0), and a streamed input longer than
+        // the hasher's internal buffer hashes as it would in one piece.
+        assert_eq!(TraceHash::default().value(), 0x2d06_8005_38d3_94c2);
+        let mut a = TraceHash::default();
+        a.write(b"a");
+        assert_eq!(a.value(), 0xe6c6_32b6_1e96_4e1f);
+        let long: Vec<u8> = (0..5000u32).map(|i| (i * 7) as u8).collect();
+        let mut streamed = TraceHash::default();
+        for piece in long.chunks(77) {
+            streamed.write(piece);
+        }
+        assert_eq!(streamed.value(), xxhash_rust::xxh3::xxh3_64(&long));
     }
 
     #[test]

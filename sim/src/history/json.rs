@@ -205,7 +205,7 @@ fn traced_output(out: &mut Vec<u8>, output: &TracedOutput<'_>) -> bool {
             out.extend_from_slice(b",\"last\":");
             seen_event(out, &events[events.len() - 1]);
             out.extend_from_slice(b",\"digest\":\"");
-            put_hex16(out, digest.0);
+            put_hex16(out, digest);
             out.extend_from_slice(b"\"}");
         }
         Output::Events { events, has_more } => {
