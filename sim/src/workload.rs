@@ -676,7 +676,7 @@ impl Client {
         } else {
             Some(from + self.below(10))
         };
-        let limit = if self.chance(0.2) {
+        let limit = if self.chance(0.1) {
             1000
         } else {
             1 + self.below(20) as u32
@@ -742,7 +742,7 @@ impl Client {
         } else {
             self.below(known + 2)
         };
-        let limit = if self.chance(0.15) {
+        let limit = if self.chance(0.1) {
             1000
         } else {
             1 + self.below(30) as u32
