@@ -123,7 +123,9 @@ struct Live {
     ack_due_ns: Option<u64>,
     /// Per target, over RESP only: a `FROM LATEST` start the reply left open, as the lowest
     /// and highest head + 1 the server can have read (appends landed between the request and
-    /// its reply). The record says the highest until the first delivery shows where it was.
+    /// its reply). The record says the highest until the first delivery shows where it was;
+    /// when the node was down as the reply was read the highest is unknown (`u64::MAX`) and the
+    /// record says the lowest.
     open_start: Vec<Option<(u64, u64)>>,
 }
 
@@ -708,10 +710,10 @@ impl Subscriber {
 
     /// [`Subscriber::subscribe`] over RESP: `ESUB`/`EPSUB`, then the record. A `FROM LATEST`
     /// start is the head + 1 the server read while executing the request, somewhere between the
-    /// heads before the request and after the reply; when those differ the record takes the
-    /// later one until the first delivery shows which it was ([`Live::open_start`]). Nothing
-    /// is recorded if the connection is lost before the reply: whatever the server made died
-    /// with the connection, unseen.
+    /// heads before the request and after the reply; when those differ (or the node is down
+    /// when the reply is read) the record takes a provisional start until the first delivery
+    /// shows which it was ([`Live::open_start`]). Nothing is recorded if the connection is
+    /// lost before the reply: whatever the server made died with the connection, unseen.
     async fn subscribe_resp(
         &self,
         chains: &mut [Chain],
@@ -726,19 +728,23 @@ impl Subscriber {
             unreachable!("a RESP link comes from a RESP subscriber")
         };
         let chain = &mut chains[i];
-        let heads = |subscriber: &Subscriber| -> Vec<u64> {
+        // Per target, head + 1; `None` while the node is down (its heads cannot be read).
+        let heads = |subscriber: &Subscriber| -> Vec<Option<u64>> {
             let db = subscriber.slot.db();
             chain
                 .targets
                 .iter()
                 .map(|&t| {
-                    db.as_ref()
-                        .and_then(|db| subscriber.head(db, t))
-                        .map_or(0, |h| h + 1)
+                    let db = db.as_ref()?;
+                    Some(subscriber.head(db, t).map_or(0, |h| h + 1))
                 })
                 .collect()
         };
-        let before = heads(self);
+        // Down before the request: any start is at least 0.
+        let before: Vec<u64> = heads(self)
+            .into_iter()
+            .map(Option::unwrap_or_default)
+            .collect();
         let from: Vec<SubFrom> = (0..chain.targets.len())
             .map(|t| match chain.resume[t] {
                 Some(position) => SubFrom::At(position),
@@ -765,11 +771,20 @@ impl Subscriber {
         for (t, &target) in chain.targets.iter().enumerate() {
             let start = match from[t] {
                 SubFrom::At(position) => position,
-                SubFrom::Latest if before[t] == after[t] => before[t],
-                SubFrom::Latest => {
-                    open_start[t] = Some((before[t], after[t]));
-                    after[t]
-                }
+                SubFrom::Latest if after[t] == Some(before[t]) => before[t],
+                SubFrom::Latest => match after[t] {
+                    Some(after) => {
+                        open_start[t] = Some((before[t], after));
+                        after
+                    }
+                    // The node went down between executing the request and the reply being
+                    // read (the reply waited in the network): no later head bounds the start,
+                    // so it is at least the head before, until the first delivery shows it.
+                    None => {
+                        open_start[t] = Some((before[t], u64::MAX));
+                        before[t]
+                    }
+                },
             };
             chain.resume[t] = Some(start);
             recorded.push(SubscribedTarget {

@@ -219,3 +219,23 @@ fn subscriptions_over_resp_deliver_and_resume() {
     assert!(subs.iter().map(|s| s.deliveries.len()).sum::<usize>() > 1000);
     assert!(subs.iter().any(|s| !s.acks.is_empty()));
 }
+
+/// `subscriptions_over_resp` seed 297 at `--stretch 3`: an `ESUB … FROM LATEST` reached the
+/// server while its replies to the subscriber were cut off; the node then lost power, and the
+/// link healed while it was down, so the reply (and six pushes from position 465) was read
+/// with no head to compare it with. The subscriber took the missing head for 0, recorded the
+/// start as 0 and reported the first delivery as a skip of 0..465. The start now stays open
+/// above until the first delivery settles it.
+#[test]
+fn a_latest_start_whose_reply_is_read_while_the_node_is_down_stays_open() {
+    let mut scenario = scenario("subscriptions_over_resp");
+    scenario.stretch(3.0);
+    let report = run(&scenario, 297, &RunOptions::default());
+    assert!(!report.failed(), "{}", report.summary());
+    let settled = report.history.subscriptions.iter().any(|s| {
+        s.targets
+            .iter()
+            .any(|t| matches!(t.from, sim::history::SubFrom::Latest) && t.start == 465)
+    });
+    assert!(settled, "the start settled at the first delivery, 465");
+}
