@@ -453,6 +453,27 @@ fn split_refused(connections: Vec<TcpStream>, expected: usize) -> (Vec<TcpStream
     (served, refused)
 }
 
+/// Reads one bulk string reply (`$<len>\r\n<data>\r\n`), however many reads it arrives in.
+fn read_bulk(s: &mut TcpStream) -> String {
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = s.read(&mut buf).expect("the reply arrives");
+        assert!(n > 0, "closed after {received:?}");
+        received.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&received);
+        if let Some((header, rest)) = text.split_once("\r\n") {
+            let len: usize = header
+                .strip_prefix('$')
+                .and_then(|len| len.parse().ok())
+                .unwrap_or_else(|| panic!("not a bulk string: {text}"));
+            if rest.len() >= len + 2 {
+                return rest[..len].to_owned();
+            }
+        }
+    }
+}
+
 /// Reads until the server closes the connection.
 fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
     let mut out = Vec::new();
@@ -566,9 +587,7 @@ fn ten_thousand_idle_connections_are_served_or_refused_cleanly() {
         // Every connection is counted, and they still answer.
         let mut s = connections.pop().unwrap();
         s.write_all(&request(&[b"INFO", b"clients"])).unwrap();
-        let mut reply = vec![0u8; 4096];
-        let n = s.read(&mut reply).unwrap();
-        let reply = String::from_utf8_lossy(&reply[..n]).into_owned();
+        let reply = read_bulk(&mut s);
         assert!(
             reply.contains(&format!("connected_clients:{idle}\r\n")),
             "{reply}"
