@@ -74,6 +74,14 @@ pub trait Disk: Clone + Send + Sync + 'static {
 pub trait File: Send + Sync + 'static {
     /// Fills `buf` from `offset`; `UnexpectedEof` if the file ends first.
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
+    /// [`File::read_at`] of `len` bytes into a new vector. The default zeroes the vector and
+    /// reads into it; an implementation that can copy its bytes out directly (the simulated
+    /// disk) skips the zeroing, with the same faults.
+    fn read_vec_at(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        let mut buf = vec![0; len];
+        self.read_at(offset, &mut buf)?;
+        Ok(buf)
+    }
     /// Writes all of `bytes` at `offset`, extending the file if needed. The bytes are written,
     /// not durable: see [`File::sync`].
     fn write_at(&self, offset: u64, bytes: &[u8]) -> io::Result<()>;

@@ -184,6 +184,10 @@ fn read_past_end_is_unexpected_eof<D: Disk>(disk: &D, base: &Path) {
     file.read_at(2, &mut buf).unwrap();
     assert_eq!(&buf, b"cdef");
     file.read_at(6, &mut []).unwrap();
+    // `read_vec_at` reads the same bytes and fails the same way.
+    assert_eq!(file.read_vec_at(2, 4).unwrap(), b"cdef");
+    assert_eq!(file.read_vec_at(6, 0).unwrap(), b"");
+    assert_eq!(kind(file.read_vec_at(4, 4)), io::ErrorKind::UnexpectedEof);
 }
 
 fn truncate_cuts_and_zero_extends<D: Disk>(disk: &D, base: &Path) {
@@ -770,7 +774,12 @@ mod sim_faults {
             file.read_at(0, &mut buf).unwrap();
             let flipped: u32 = buf.iter().map(|b| (b ^ 0x0F).count_ones()).sum();
             assert_eq!(flipped, 1);
-            assert_eq!(disk.fault_counts().bit_flips, i);
+            assert_eq!(disk.fault_counts().bit_flips, 2 * i - 1);
+            // `read_vec_at` draws the same fault, on its own copy.
+            let copy = file.read_vec_at(0, 64).unwrap();
+            let flipped: u32 = copy.iter().map(|b| (b ^ 0x0F).count_ones()).sum();
+            assert_eq!(flipped, 1);
+            assert_eq!(disk.fault_counts().bit_flips, 2 * i);
         }
         // The stored bytes are intact.
         assert_eq!(disk.written_contents(&path).unwrap(), [0x0F; 64]);

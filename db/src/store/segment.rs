@@ -181,8 +181,8 @@ impl<D: Disk> SegmentData<D> {
             None => {
                 let wanted = ahead.until.saturating_sub(offset) + OPTIMISTIC_READ_BYTES;
                 let want = end.saturating_sub(offset).min(READ_AHEAD_BYTES).min(wanted) as usize;
-                let mut window = vec![0; want];
-                file.read_at(offset, &mut window)
+                let window = file
+                    .read_vec_at(offset, want)
                     .map_err(|e| StoreError::io("read", path.as_path(), e))?;
                 ahead.bytes = Bytes::from(window);
                 ahead.path = Some(path.clone());

@@ -34,6 +34,36 @@ impl SimFile {
         Ok(state)
     }
 
+    /// A read of `len` bytes at `offset`: the faults a read draws (an `EIO`, then a bit flip
+    /// in the copy), with `copy` making the copy from the file's bytes and handing it back to
+    /// be flipped.
+    fn read_with<'b>(
+        &self,
+        offset: u64,
+        len: usize,
+        copy: impl FnOnce(&[u8]) -> &'b mut [u8],
+    ) -> io::Result<()> {
+        let mut guard = self.lock()?;
+        let state = &mut *guard;
+        state.access()?;
+        if state.chance(state.faults.read_error_probability) {
+            state.counts.read_errors += 1;
+            return Err(eio());
+        }
+        let written = state.file(self.ino).written();
+        let copied = match span(offset, len) {
+            Some((start, end)) if end <= written.len() => copy(&written[start..end]),
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "failed to fill whole buffer",
+                ));
+            }
+        };
+        state.maybe_flip_bit(copied);
+        Ok(())
+    }
+
     fn check_writable(&self) -> io::Result<()> {
         if self.writable {
             Ok(())
@@ -105,27 +135,19 @@ impl State {
 
 impl File for SimFile {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        let mut guard = self.lock()?;
-        let state = &mut *guard;
-        state.access()?;
-        if state.chance(state.faults.read_error_probability) {
-            state.counts.read_errors += 1;
-            return Err(eio());
-        }
-        let written = state.file(self.ino).written();
-        match span(offset, buf.len()) {
-            Some((start, end)) if end <= written.len() => {
-                buf.copy_from_slice(&written[start..end]);
-            }
-            _ => {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "failed to fill whole buffer",
-                ));
-            }
-        }
-        state.maybe_flip_bit(buf);
-        Ok(())
+        self.read_with(offset, buf.len(), |bytes| {
+            buf.copy_from_slice(bytes);
+            buf
+        })
+    }
+
+    fn read_vec_at(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.read_with(offset, len, |bytes| {
+            out = bytes.to_vec();
+            &mut out
+        })?;
+        Ok(out)
     }
 
     fn write_at(&self, offset: u64, bytes: &[u8]) -> io::Result<()> {
