@@ -150,8 +150,9 @@ pub fn decode(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Frame>, Deco
     decode_any(buf, limits)
 }
 
-/// What [`decode`] and [`decode_flat`](super::decode_flat) answer alike: an empty buffer, an inline command, and
-/// a request (an array of bulk strings, the usual client frame). `None` for anything else.
+/// What [`decode`] and [`decode_flat`](super::decode_flat) answer alike: an empty buffer, an
+/// inline command, and a request (an array of bulk strings, the usual client frame). `None`
+/// for anything else.
 #[inline]
 pub(super) fn decode_short_cuts(
     buf: &mut BytesMut,

@@ -1,6 +1,8 @@
 //! RESP3, the Redis serialization protocol, as a pure codec: [`decode`] turns bytes into
 //! [`Frame`]s and [`encode`] turns frames into bytes. No sockets, no async, no clock, so it
-//! runs the same under tokio, in the simulator and in a proptest.
+//! runs the same under tokio, in the simulator and in a proptest. [`decode_flat`] answers as
+//! [`decode`] does but keeps the frame flat ([`FlatFrame`]), to be read in place through
+//! [`FrameRef`] rather than built into a tree: what a client reading large replies wants.
 //!
 //! # The format
 //!
