@@ -129,15 +129,16 @@ impl<D: Disk> SegmentData<D> {
                 // One read usually covers the whole frame; a second one fetches the rest of a
                 // large frame.
                 let available = end.saturating_sub(offset);
-                let mut frame = vec![0u8; available.min(OPTIMISTIC_READ_BYTES) as usize];
-                if frame.len() < FRAME_HEADER_BYTES as usize {
+                let first = available.min(OPTIMISTIC_READ_BYTES) as usize;
+                if first < FRAME_HEADER_BYTES as usize {
                     return Err(StoreError::corrupt(
                         path.as_path(),
                         offset,
                         "frame starts past the durable end",
                     ));
                 }
-                file.read_at(offset, &mut frame)
+                let mut frame = file
+                    .read_vec_at(offset, first)
                     .map_err(|e| StoreError::io("read", path.as_path(), e))?;
                 let len = u64::from(u32::from_le_bytes(frame[0..4].try_into().unwrap()));
                 if len > max_body {
