@@ -17,7 +17,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use sim::soak::{SeedResult, SoakPlan, Verdict};
-use sim::{RunOptions, RunReport, Scenario};
+use sim::{RunOptions, RunReport, Scenario, TraceMode};
 
 /// mimalloc instead of the system allocator: a seed allocates and frees millions of small
 /// objects (events read, decoded and recorded), about a sixth of its instructions under
@@ -238,7 +238,11 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let scenario = load(&args.scenario, &args.common)?;
     let started = Instant::now();
     let options = RunOptions {
-        keep_trace: args.trace.is_some(),
+        trace: if args.trace.is_some() {
+            TraceMode::Keep
+        } else {
+            TraceMode::Hash
+        },
     };
     let report = sim::run(&scenario, args.seed, &options);
     let wall = started.elapsed();
@@ -322,7 +326,13 @@ fn cmd_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let scenario = load(&args.scenario, &args.common)?;
     let started = Instant::now();
     let first = sim::run(&scenario, args.seed, &RunOptions::default());
-    let second = sim::run(&scenario, args.seed, &RunOptions { keep_trace: true });
+    let second = sim::run(
+        &scenario,
+        args.seed,
+        &RunOptions {
+            trace: TraceMode::Keep,
+        },
+    );
     let wall = started.elapsed() / 2;
     if let Some(path) = &args.trace {
         write_trace(path, &scenario, &second, args.common.planted_bug.as_deref())?;

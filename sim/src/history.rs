@@ -18,7 +18,7 @@ use db::model::ExpectedVersion;
 use serde::{Serialize, Serializer};
 
 use crate::scenario::{FaultAction, OpKind};
-use crate::trace::Trace;
+use crate::trace::{Trace, TraceMode};
 
 mod json;
 
@@ -823,9 +823,9 @@ pub struct History {
 pub struct HistoryLog(Arc<Mutex<History>>);
 
 impl HistoryLog {
-    pub fn new(keep_lines: bool) -> HistoryLog {
+    pub fn new(trace: TraceMode) -> HistoryLog {
         HistoryLog(Arc::new(Mutex::new(History {
-            trace: Trace::new(keep_lines),
+            trace: Trace::new(trace),
             ..History::default()
         })))
     }
@@ -1083,7 +1083,7 @@ mod tests {
 
     #[test]
     fn invoke_and_complete_change_the_hash() {
-        let log = HistoryLog::new(true);
+        let log = HistoryLog::new(TraceMode::Keep);
         let before = log.lock().trace.hash();
         let id = log.invoke(5, 0, 0, OpKind::Get, Input::Get { id: Eid::new(0, 1) });
         log.complete(id, 9, Output::NotFound);

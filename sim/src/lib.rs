@@ -52,4 +52,5 @@ pub mod world;
 
 pub use rt::{RunOutcome, Sim, SimEnv};
 pub use scenario::Scenario;
+pub use trace::TraceMode;
 pub use world::{RunOptions, RunReport, run};

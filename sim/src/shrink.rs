@@ -21,7 +21,14 @@ use crate::scenario::{
     Action, ByteSize, Count, Derived, FaultAction, FaultSpec, Nanos, Peer, Prob, Range, Scenario,
     ScheduleEntry, SignedNanos,
 };
+use crate::trace::TraceMode;
 use crate::world::{RunOptions, run};
+
+/// Candidates are judged by their violations alone, so they write no trace (a shrunk run's
+/// `replay` command hashes it).
+const UNTRACED: RunOptions = RunOptions {
+    trace: TraceMode::Off,
+};
 
 /// Why shrinking could not start.
 #[derive(Debug, thiserror::Error)]
@@ -205,7 +212,7 @@ impl Search<'_> {
             return None;
         }
         self.runs += 1;
-        let report = run(candidate, self.seed, &RunOptions::default());
+        let report = run(candidate, self.seed, &UNTRACED);
         let same = report.violations().any(|v| v.invariant == self.invariant);
         same.then(|| size(&report))
     }
@@ -236,7 +243,7 @@ pub fn shrink(
     max_runs: u32,
     progress: &dyn Fn(&str),
 ) -> Result<Shrunk, ShrinkError> {
-    let first = run(scenario, seed, &RunOptions::default());
+    let first = run(scenario, seed, &UNTRACED);
     let Some(violation) = first.violations().next() else {
         return Err(ShrinkError::NotFailing {
             scenario: scenario.name.clone(),

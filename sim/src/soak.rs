@@ -14,6 +14,7 @@ use disk::FaultCounts;
 
 use crate::check::Violation;
 use crate::scenario::Scenario;
+use crate::trace::TraceMode;
 use crate::world::{RunOptions, run};
 
 /// How one seed ended.
@@ -45,7 +46,6 @@ pub struct SeedResult {
     /// which the subscription checker judged.
     pub subscriptions: u64,
     pub deliveries: u64,
-    pub trace_hash: u64,
 }
 
 impl SeedResult {
@@ -68,7 +68,13 @@ pub struct SoakPlan<'a> {
 /// Runs one seed, turning a panic into a verdict.
 pub fn run_seed(scenario: &Scenario, seed: u64, index: u64, scenario_index: usize) -> SeedResult {
     let outcome = catch_unwind(AssertUnwindSafe(|| {
-        run(scenario, seed, &RunOptions::default())
+        run(
+            scenario,
+            seed,
+            &RunOptions {
+                trace: TraceMode::Off,
+            },
+        )
     }));
     match outcome {
         Ok(report) => SeedResult {
@@ -93,7 +99,6 @@ pub fn run_seed(scenario: &Scenario, seed: u64, index: u64, scenario_index: usiz
                 .iter()
                 .map(|s| s.deliveries.len() as u64)
                 .sum(),
-            trace_hash: report.trace_hash,
         },
         Err(panic) => {
             let message = panic
@@ -115,7 +120,6 @@ pub fn run_seed(scenario: &Scenario, seed: u64, index: u64, scenario_index: usiz
                 network_faults: 0,
                 subscriptions: 0,
                 deliveries: 0,
-                trace_hash: 0,
             }
         }
     }

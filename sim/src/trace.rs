@@ -82,9 +82,25 @@ impl std::io::Write for HashWriter<'_> {
     }
 }
 
+/// What a run does with its trace lines.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TraceMode {
+    /// Counts them and writes nothing: no JSON, no hash (the run's hash is then 0). For runs
+    /// judged only by their checkers, such as a soak's seeds and a shrink's candidates; a line
+    /// only records what already happened, so the run itself is the same, and its replay
+    /// command hashes the trace again.
+    Off,
+    /// Hashes each line as it is written, keeping none (`run`).
+    #[default]
+    Hash,
+    /// Hashes and keeps every line (`replay --trace FILE`); the hash is the same as `Hash`'s.
+    Keep,
+}
+
 /// The running hash and, optionally, every line.
 #[derive(Debug, Default)]
 pub struct Trace {
+    mode: TraceMode,
     hash: TraceHash,
     lines: Option<Vec<String>>,
     count: u64,
@@ -93,11 +109,12 @@ pub struct Trace {
 }
 
 impl Trace {
-    /// A trace that keeps its lines (for writing a trace file) or only hashes them.
-    pub fn new(keep_lines: bool) -> Trace {
+    /// A trace that keeps its lines (for writing a trace file), only hashes them, or neither.
+    pub fn new(mode: TraceMode) -> Trace {
         Trace {
+            mode,
             hash: TraceHash::default(),
-            lines: keep_lines.then(Vec::new),
+            lines: (mode == TraceMode::Keep).then(Vec::new),
             count: 0,
             scratch: Vec::new(),
         }
@@ -107,6 +124,9 @@ impl Trace {
     /// lines the JSON is hashed as it is written, never held in a string.
     pub fn record(&mut self, event: &impl Serialize) {
         self.count += 1;
+        if self.mode == TraceMode::Off {
+            return;
+        }
         match &mut self.lines {
             Some(lines) => {
                 let line = serde_json::to_string(event).expect("trace events serialize");
@@ -123,6 +143,9 @@ impl Trace {
     /// the bytes `serde_json` would (see `history::json`, whose tests compare them).
     pub fn record_written(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
         self.count += 1;
+        if self.mode == TraceMode::Off {
+            return;
+        }
         self.scratch.clear();
         write(&mut self.scratch);
         self.hash.write(&self.scratch);
@@ -142,8 +165,12 @@ impl Trace {
         self.hash.value()
     }
 
-    /// The final hash: the lines' hash with the executor's folded in.
+    /// The final hash: the lines' hash with the executor's folded in (0 when the trace is
+    /// [`TraceMode::Off`]).
     pub fn finish(&self, executor_hash: u64) -> u64 {
+        if self.mode == TraceMode::Off {
+            return 0;
+        }
         let mut hash = self.hash.clone();
         hash.write(&executor_hash.to_le_bytes());
         hash.value()
@@ -184,14 +211,23 @@ mod tests {
 
     #[test]
     fn the_hash_does_not_depend_on_keeping_lines() {
-        let mut kept = Trace::new(true);
-        let mut hashed = Trace::new(false);
+        let mut kept = Trace::new(TraceMode::Keep);
+        let mut hashed = Trace::new(TraceMode::Hash);
+        let mut off = Trace::new(TraceMode::Off);
         for i in 0..10u32 {
             kept.record(&("op", i));
             hashed.record(&("op", i));
+            off.record(&("op", i));
+            let written =
+                |out: &mut Vec<u8>| out.extend_from_slice(format!("[\"w\",{i}]").as_bytes());
+            kept.record_written(written);
+            hashed.record_written(written);
+            off.record_written(|_| panic!("an Off trace writes no line"));
         }
         assert_eq!(kept.finish(7), hashed.finish(7));
         assert_ne!(kept.finish(7), kept.finish(8));
-        assert_eq!(kept.take_lines().len(), 10);
+        assert_eq!(kept.take_lines().len(), 20);
+        assert!(hashed.take_lines().is_empty());
+        assert_eq!((off.count(), off.finish(7)), (20, 0));
     }
 }

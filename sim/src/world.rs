@@ -60,6 +60,7 @@ use crate::scenario::{Derived, FaultAction, Peer, Scenario, Transport};
 use crate::seeds;
 use crate::snapshot::{NodeState, Snapshot, read_node};
 use crate::subscriber::Subscriber;
+use crate::trace::TraceMode;
 use crate::workload::{Client, Streams, probe};
 
 /// How often the driver looks up from the executor to catch fired power cuts and due
@@ -83,8 +84,9 @@ const ROOT: &str = "/data/sierradb";
 /// What a run may do besides running.
 #[derive(Clone, Debug, Default)]
 pub struct RunOptions {
-    /// Keep every trace line (for `replay --trace FILE`); the hash is the same either way.
-    pub keep_trace: bool,
+    /// Hash the trace (the default), keep its lines too (for `replay --trace FILE`; the hash
+    /// is the same), or neither (a soak's seeds; the report's hash is then 0).
+    pub trace: TraceMode,
 }
 
 /// Everything a run produced.
@@ -101,7 +103,8 @@ pub struct RunReport {
     pub net_faults: Option<crate::net::FaultCounts>,
     pub sim_ns: u64,
     pub steps: u64,
-    /// The trace hash: every history line and the executor's own hash.
+    /// The trace hash: every history line and the executor's own hash (0 when the run's
+    /// [`RunOptions::trace`] was [`TraceMode::Off`]).
     pub trace_hash: u64,
     /// The executor's last scheduling decisions.
     pub executor_tail: Vec<String>,
@@ -321,7 +324,7 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> RunReport {
 pub fn run_derived(derived: Derived, options: &RunOptions) -> RunReport {
     let seed = derived.seed;
     let sim = Sim::new(seed).with_max_steps(u64::MAX);
-    let log = HistoryLog::new(options.keep_trace);
+    let log = HistoryLog::new(options.trace);
     let streams = Arc::new(Streams::new(
         derived.workload.streams,
         derived.workload.streams_per_key,

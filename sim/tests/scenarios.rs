@@ -8,7 +8,7 @@ use std::path::Path;
 use sim::history::{Input, Output, Written};
 use sim::scenario::{Derived, Transport};
 use sim::shrink::{pin, to_toml};
-use sim::{RunOptions, RunReport, Scenario, run};
+use sim::{RunOptions, RunReport, Scenario, TraceMode, run};
 
 fn scenarios() -> Vec<Scenario> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
@@ -51,13 +51,44 @@ fn every_scenario_passes_a_seed_and_replays_bit_for_bit() {
             a.history.ops.len()
         );
         // The second run keeps its trace lines: the hash must not depend on that.
-        let b = run(scenario, seed, &RunOptions { keep_trace: true });
+        let b = run(
+            scenario,
+            seed,
+            &RunOptions {
+                trace: TraceMode::Keep,
+            },
+        );
         assert_eq!(
             a.trace_hash, b.trace_hash,
             "{} seed {seed} does not replay",
             scenario.name
         );
         assert_eq!(b.trace_lines.len() as u64, b.history.trace.count());
+        // A soak writes no trace at all: the run must be the same one, only unhashed.
+        let c = run(
+            scenario,
+            seed,
+            &RunOptions {
+                trace: TraceMode::Off,
+            },
+        );
+        assert_eq!(
+            (c.trace_hash, c.steps, c.sim_ns, c.history.trace.count()),
+            (0, a.steps, a.sim_ns, a.history.trace.count()),
+            "{} seed {seed} runs differently without its trace",
+            scenario.name
+        );
+        assert_eq!(c.executor_tail, a.executor_tail, "{}", scenario.name);
+        assert_eq!(
+            serde_json::to_string(&c.snapshot).unwrap(),
+            serde_json::to_string(&a.snapshot).unwrap(),
+            "{}",
+            scenario.name
+        );
+        assert_eq!(
+            (c.checks_evaluated(), c.failed()),
+            (a.checks_evaluated(), a.failed())
+        );
         eprintln!(
             "{}: {} ops, {} acked, {} steps, hash {:016x}",
             scenario.name,
@@ -117,7 +148,13 @@ fn passes_and_replays(name: &str, seed: u64) -> RunReport {
         eprintln!("{name}: {} {}", v.invariant, v.message);
     }
     assert!(!a.failed(), "{name} seed {seed} failed");
-    let b = run(&scenario, seed, &RunOptions { keep_trace: true });
+    let b = run(
+        &scenario,
+        seed,
+        &RunOptions {
+            trace: TraceMode::Keep,
+        },
+    );
     assert_eq!(
         a.trace_hash, b.trace_hash,
         "{name} seed {seed} does not replay"
