@@ -1,7 +1,7 @@
 //! The inodes of the simulated tree: files with written and durable bytes, and directories
 //! with current and durable entries.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// An inode number. Never reused, so a stale number can only miss, never alias.
 pub(super) type Ino = u64;
@@ -95,6 +95,49 @@ impl FileNode {
 pub(super) struct DirNode {
     pub(super) entries: BTreeMap<String, Ino>,
     pub(super) durable: BTreeMap<String, Ino>,
+    /// Names whose current entry may differ from the durable one: what the next `sync_dir`
+    /// compares, instead of every entry of a directory that may hold hundreds of segments.
+    changed: BTreeSet<String>,
+}
+
+impl DirNode {
+    /// Names `ino` as `name` (current, not durable).
+    pub(super) fn insert(&mut self, name: String, ino: Ino) {
+        self.entries.insert(name.clone(), ino);
+        self.changed.insert(name);
+    }
+
+    /// Removes the current entry `name`.
+    pub(super) fn remove(&mut self, name: &str) {
+        if self.entries.remove(name).is_some() {
+            self.changed.insert(name.to_owned());
+        }
+    }
+
+    /// Back to the durable entries, as a crash leaves them.
+    pub(super) fn restore(&mut self) {
+        self.entries = self.durable.clone();
+        self.changed.clear();
+    }
+
+    /// Makes the current entries durable. Returns the files named anew (`gained`) and the
+    /// ones only the old durable entries named (`lost`), by name order.
+    pub(super) fn persist(&mut self) -> (Vec<Ino>, Vec<Ino>) {
+        let mut gained = Vec::new();
+        let mut lost = Vec::new();
+        for name in std::mem::take(&mut self.changed) {
+            let now = self.entries.get(&name).copied();
+            let before = match now {
+                Some(child) => self.durable.insert(name, child),
+                None => self.durable.remove(&name),
+            };
+            if before != now {
+                gained.extend(now);
+                lost.extend(before);
+            }
+        }
+        (gained, lost)
+    }
 }
 
 /// One change to a file since its last sync, in the order it happened.

@@ -322,7 +322,7 @@ impl State {
         // The process died, so no handle holds a file open any more.
         for node in self.nodes.values_mut() {
             match node {
-                Node::Dir(dir) => dir.entries = dir.durable.clone(),
+                Node::Dir(dir) => dir.restore(),
                 Node::File(file) => file.open_handles = 0,
             }
         }

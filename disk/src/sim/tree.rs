@@ -209,7 +209,7 @@ impl State {
             Some(ino) => Ok(ino),
             None => {
                 let ino = self.alloc(Node::File(FileNode::with_links(1)));
-                self.dir_mut(dir).entries.insert(name.to_owned(), ino);
+                self.dir_mut(dir).insert(name.to_owned(), ino);
                 Ok(ino)
             }
         }
@@ -229,7 +229,7 @@ impl State {
                 }
                 None => {
                     let child = self.alloc(Node::Dir(DirNode::default()));
-                    self.dir_mut(ino).entries.insert(name.clone(), child);
+                    self.dir_mut(ino).insert(name.clone(), child);
                     child
                 }
             };
@@ -284,8 +284,8 @@ impl State {
             }
         }
         // The moved inode keeps its link count: one current entry goes, one comes.
-        self.dir_mut(from_dir).entries.remove(from_name);
-        self.dir_mut(to_dir).entries.insert(to_name.to_owned(), ino);
+        self.dir_mut(from_dir).remove(from_name);
+        self.dir_mut(to_dir).insert(to_name.to_owned(), ino);
         match replaced {
             // A replaced (empty) directory may still be named by a durable entry, and
             // whatever it took with it is the tree walk's to find.
@@ -302,7 +302,7 @@ impl State {
         if self.is_dir(ino) {
             return Err(error(io::ErrorKind::IsADirectory, path, "is a directory"));
         }
-        self.dir_mut(dir).entries.remove(name);
+        self.dir_mut(dir).remove(name);
         self.unlink_file(ino);
         Ok(())
     }
@@ -318,24 +318,11 @@ impl State {
 
     /// Makes the current entries of directory `ino` durable.
     pub(super) fn persist_dir(&mut self, ino: Ino) {
-        let dir = self.dir_mut(ino);
-        let old = std::mem::replace(&mut dir.durable, dir.entries.clone());
         // The durable map now names what the current one does: files it names anew gain a
         // link, and the ones only the old durable map named (synced removals, replaced rename
         // targets) lose one, which may have been their last. Gains first, so a file that only
         // changed its name never looks unlinked.
-        let dir = self.dir(ino).expect("persisted directory exists");
-        let gained: Vec<Ino> = dir
-            .entries
-            .iter()
-            .filter(|&(name, child)| old.get(name) != Some(child))
-            .map(|(_, &child)| child)
-            .collect();
-        let lost: Vec<Ino> = old
-            .iter()
-            .filter(|&(name, child)| dir.entries.get(name) != Some(child))
-            .map(|(_, &child)| child)
-            .collect();
+        let (gained, lost) = self.dir_mut(ino).persist();
         for child in gained {
             if let Some(Node::File(file)) = self.nodes.get_mut(&child) {
                 file.links += 1;
