@@ -40,7 +40,7 @@ use crate::store::record::{
     EventRecord, FRAME_HEADER_BYTES, SEGMENT_HEADER_FRAME_BYTES, SegmentHeader, TransactionRecord,
     encode_segment_header,
 };
-use crate::store::segment::{ReadAhead, SegmentData};
+use crate::store::segment::{READ_AHEAD_BYTES, READ_AHEAD_GAP_BYTES, ReadAhead, SegmentData};
 
 /// A sealed segment: immutable data and its index.
 pub struct SealedSegment<D: Disk> {
@@ -201,6 +201,31 @@ fn collect_runs<'a, D: Disk + 'a>(
         }
     }
     (out, false)
+}
+
+/// Where a window read for the frame of `positions[0]` should stop: the start of the last
+/// frame that the following positions want from the same segment in ascending file order,
+/// each within [`READ_AHEAD_GAP_BYTES`] of the one before and all within [`READ_AHEAD_BYTES`]
+/// of the first. A scan of scattered frames (one stream among many, a backward scan) then
+/// reads each frame alone instead of a whole window per frame.
+fn read_ahead_until<D: Disk>(positions: &[(SegmentData<D>, Pos, u64)]) -> u64 {
+    let Some((first, pos, _)) = positions.first() else {
+        return 0;
+    };
+    let start = pos.offset;
+    let mut last = start;
+    for (data, pos, _) in &positions[1..] {
+        let same_segment = std::ptr::eq(data.path(), first.path()) || data.path() == first.path();
+        if !same_segment
+            || pos.offset < last
+            || pos.offset - last > READ_AHEAD_GAP_BYTES
+            || pos.offset - start >= READ_AHEAD_BYTES
+        {
+            break;
+        }
+        last = pos.offset;
+    }
+    last
 }
 
 /// The transaction frame a read decoded last, whose events it moves out one by one.
@@ -422,21 +447,16 @@ impl<D: Disk> BucketShared<D> {
     ) -> Result<Vec<Event>, StoreError> {
         let mut out = Vec::with_capacity(positions.len());
         let mut cached: Option<CachedFrame> = None;
-        let last_open_offset = positions
-            .iter()
-            .filter(|(data, ..)| matches!(data, SegmentData::Open { .. }))
-            .map(|(_, pos, _)| pos.offset)
-            .max()
-            .unwrap_or(0);
-        let mut ahead = ReadAhead::until(last_open_offset);
-        for (data, pos, _) in positions {
+        let mut ahead = ReadAhead::default();
+        for (i, (data, pos, _)) in positions.iter().enumerate() {
             let slot = pos.slot as usize;
             let hit = cached
                 .as_ref()
                 .is_some_and(|c| c.holds(data.path(), pos.offset, slot));
             if !hit {
                 let record = if positions.len() > 1 {
-                    data.read_transaction_ahead(pos.offset, self.max_body, &mut ahead)?
+                    let until = || read_ahead_until(&positions[i..]);
+                    data.read_transaction_ahead(pos.offset, self.max_body, &mut ahead, until)?
                 } else {
                     data.read_transaction(pos.offset, self.max_body)?
                 };
@@ -1218,6 +1238,39 @@ mod tests {
 
     use super::*;
     use crate::model::{ExpectedVersion, StreamId, TransactionId};
+
+    #[test]
+    fn a_window_reaches_only_the_nearby_frames_that_follow() {
+        let segment = |name: &str| -> SegmentData<SimDisk> {
+            SegmentData::Sealed {
+                path: Arc::new(PathBuf::from(name)),
+                map: Bytes::new(),
+            }
+        };
+        let (a, b) = (segment("a"), segment("b"));
+        let at = |data: &SegmentData<SimDisk>, offsets: &[u64]| -> Vec<_> {
+            offsets
+                .iter()
+                .map(|&offset| (data.clone(), Pos { offset, slot: 0 }, 0))
+                .collect()
+        };
+        // Adjacent frames (and two events of one frame) come in one window.
+        assert_eq!(read_ahead_until(&at(&a, &[100, 400, 400, 900])), 900);
+        // A gap wider than READ_AHEAD_GAP_BYTES ends it.
+        let far = 900 + READ_AHEAD_GAP_BYTES + 1;
+        assert_eq!(read_ahead_until(&at(&a, &[100, 900, far])), 900);
+        // A backward scan reads each frame alone.
+        assert_eq!(read_ahead_until(&at(&a, &[900, 400, 100])), 900);
+        // So does the last frame of a segment before the next one.
+        let mut across = at(&a, &[100]);
+        across.extend(at(&b, &[200]));
+        assert_eq!(read_ahead_until(&across), 100);
+        // Never more than READ_AHEAD_BYTES, however dense the frames.
+        let dense: Vec<u64> = (0..100).map(|i| i * 1024).collect();
+        let until = read_ahead_until(&at(&a, &dense));
+        assert!(until < READ_AHEAD_BYTES && until + 1024 >= READ_AHEAD_BYTES, "{until}");
+        assert_eq!(read_ahead_until::<SimDisk>(&[]), 0);
+    }
 
     /// A key's positions in `from..=to` found the plain way: every run of every segment
     /// (sealed in order, then the open one), flattened, reversed for a backward read.

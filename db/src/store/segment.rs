@@ -11,8 +11,12 @@ use crate::store::record::{FRAME_HEADER_BYTES, LastStream, TransactionRecord, de
 
 /// Bytes read at once from the open segment: most frames fit.
 const OPTIMISTIC_READ_BYTES: u64 = 4096;
-/// Bytes a scan reads ahead from the open segment, so adjacent frames cost one `pread`.
-const READ_AHEAD_BYTES: u64 = 64 * 1024;
+/// Bytes a scan reads ahead from the open segment at most, so nearby frames cost one `pread`.
+pub const READ_AHEAD_BYTES: u64 = 64 * 1024;
+/// How far apart the starts of two wanted frames may be for one window to take both: the
+/// bytes between them are read for nothing, which costs less than another `pread` of
+/// [`OPTIMISTIC_READ_BYTES`] while the gap stays this small.
+pub const READ_AHEAD_GAP_BYTES: u64 = 8 * 1024;
 
 /// A window of the open segment read ahead by a scan. Decoded events share it (their payloads
 /// are slices of it), so each refill reads into a new buffer.
@@ -21,22 +25,11 @@ pub struct ReadAhead {
     path: Option<Arc<PathBuf>>,
     start: u64,
     bytes: Bytes,
-    /// How far the scan will read: a refill reads no further than this plus one optimistic
-    /// read, so a short scan does not pay for the whole window.
-    until: u64,
     /// The stream id decoded last, shared with the next event of the same stream.
     last_stream: LastStream,
 }
 
 impl ReadAhead {
-    /// A window for reads at offsets up to `last_offset` (of the frames' starts).
-    pub fn until(last_offset: u64) -> Self {
-        ReadAhead {
-            until: last_offset,
-            ..ReadAhead::default()
-        }
-    }
-
     /// Where the whole frame at `offset` of `path` sits in the window, if it does.
     fn find(&self, path: &Arc<PathBuf>, offset: u64) -> Option<usize> {
         if !self.path.as_ref().is_some_and(|p| Arc::ptr_eq(p, path)) || offset < self.start {
@@ -167,12 +160,15 @@ impl<D: Disk> SegmentData<D> {
 
     /// As [`SegmentData::read_transaction`], but the open segment is read through `ahead`: a
     /// frame already in the window costs no read, and a miss refills the window from its
-    /// offset. Sealed segments are mapped and need no window.
+    /// offset up to one optimistic read past `until()`, the start of the last frame the scan
+    /// wants from this window (asked only on a miss). Sealed segments are mapped and need no
+    /// window.
     pub fn read_transaction_ahead(
         &self,
         offset: u64,
         max_body: u64,
         ahead: &mut ReadAhead,
+        until: impl FnOnce() -> u64,
     ) -> Result<TransactionRecord, StoreError> {
         let SegmentData::Open { path, file, end } = self else {
             return self.read_transaction_after(offset, max_body, &mut ahead.last_stream);
@@ -180,7 +176,7 @@ impl<D: Disk> SegmentData<D> {
         let at = match ahead.find(path, offset) {
             Some(at) => at,
             None => {
-                let wanted = ahead.until.saturating_sub(offset) + OPTIMISTIC_READ_BYTES;
+                let wanted = until().saturating_sub(offset) + OPTIMISTIC_READ_BYTES;
                 let want = end.saturating_sub(offset).min(READ_AHEAD_BYTES).min(wanted) as usize;
                 let window = file
                     .read_vec_at(offset, want)
