@@ -32,6 +32,6 @@ pub mod resp3;
 
 pub use listener::{Listener, TokioListener};
 pub use resp3::{
-    DecodeError, FlatFrame, Frame, FrameKind, FrameRef, Limits, Line, Protocol, Writer, decode,
-    decode_flat, encode,
+    DecodeError, FlatDecoder, FlatFrame, Frame, FrameKind, FrameRef, Limits, Line, Protocol,
+    Writer, decode, decode_flat, encode,
 };

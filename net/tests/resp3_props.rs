@@ -2,7 +2,9 @@
 //! more, and no input makes the decoder panic.
 
 use bytes::{Bytes, BytesMut};
-use net::resp3::{DecodeError, FlatFrame, Frame, Limits, Protocol, decode, decode_flat, encode};
+use net::resp3::{
+    DecodeError, FlatDecoder, FlatFrame, Frame, Limits, Protocol, decode, decode_flat, encode,
+};
 use proptest::collection::vec;
 use proptest::prelude::*;
 
@@ -155,6 +157,31 @@ proptest! {
         }
     }
 
+    /// Frames arriving in pieces: after each piece, a `FlatDecoder` that goes on from where it
+    /// stopped answers every call as `decode_flat` reading the buffer from its start.
+    #[test]
+    fn a_flat_decoder_fed_in_pieces_answers_as_decode_flat(
+        first in frame(),
+        second in frame(),
+        garbage in vec(any::<u8>(), 0..64),
+        cuts in vec(any::<prop::sample::Index>(), 0..12),
+        small in any::<bool>(),
+    ) {
+        let limits = if small { small_limits() } else { Limits::default() };
+        let mut bytes = encoded(&first, Protocol::Resp3);
+        encode(&second, Protocol::Resp3, &mut bytes);
+        bytes.extend_from_slice(&garbage);
+        check_pieces(&bytes, &cuts, &limits);
+    }
+
+    #[test]
+    fn a_flat_decoder_fed_arbitrary_pieces_answers_as_decode_flat(
+        input in vec(any::<u8>(), 0..512),
+        cuts in vec(any::<prop::sample::Index>(), 0..12),
+    ) {
+        check_pieces(&input, &cuts, &small_limits());
+    }
+
     #[test]
     fn arbitrary_bytes_never_panic(input in vec(any::<u8>(), 0..512)) {
         check_decode_never_misbehaves(&input);
@@ -201,6 +228,34 @@ fn walked(frame: net::FrameRef<'_>) -> Frame {
                 .collect(),
         ),
         _ => frame.to_frame(),
+    }
+}
+
+/// Feeds `bytes` in pieces cut at `cuts` to a [`FlatDecoder`] and, beside it, to
+/// [`decode_flat`] over the same growing buffer: after each piece both are called until they
+/// answer `None` or an error, and must agree on every answer and on the bytes left.
+fn check_pieces(bytes: &[u8], cuts: &[prop::sample::Index], limits: &Limits) {
+    let mut ends: Vec<usize> = cuts.iter().map(|c| c.index(bytes.len() + 1)).collect();
+    ends.push(bytes.len());
+    ends.sort_unstable();
+    let mut decoder = FlatDecoder::default();
+    let (mut fed, mut stateless) = (BytesMut::new(), BytesMut::new());
+    let mut start = 0;
+    for end in ends {
+        fed.extend_from_slice(&bytes[start..end]);
+        stateless.extend_from_slice(&bytes[start..end]);
+        start = end;
+        loop {
+            let expected = decode_flat(&mut stateless, limits);
+            let got = decoder.decode(&mut fed, limits);
+            assert_eq!(got, expected, "after {end} of {} bytes", bytes.len());
+            assert_eq!(fed, stateless, "different bytes left");
+            match expected {
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(_) => return,
+            }
+        }
     }
 }
 

@@ -1268,7 +1268,10 @@ mod tests {
         // Never more than READ_AHEAD_BYTES, however dense the frames.
         let dense: Vec<u64> = (0..100).map(|i| i * 1024).collect();
         let until = read_ahead_until(&at(&a, &dense));
-        assert!(until < READ_AHEAD_BYTES && until + 1024 >= READ_AHEAD_BYTES, "{until}");
+        assert!(
+            until < READ_AHEAD_BYTES && until + 1024 >= READ_AHEAD_BYTES,
+            "{until}"
+        );
         assert_eq!(read_ahead_until::<SimDisk>(&[]), 0);
     }
 

@@ -369,16 +369,42 @@ fn child_count(kind: FrameKind, len: usize) -> usize {
 pub(super) fn frame_len(
     buf: &[u8],
     limits: &Limits,
+    kept: Option<&mut Vec<Kept>>,
+) -> Result<Option<usize>, DecodeError> {
+    frame_len_from(buf, limits, kept, &mut Scan::default())
+}
+
+/// Where [`frame_len_from`] stopped in a frame that was not all buffered: the start of the
+/// first token it could not read whole, and the aggregates still open. Given back with the
+/// same bytes and more after them (and the tokens it kept so far), it goes on from there.
+#[derive(Debug, Default)]
+pub(super) struct Scan {
+    pos: usize,
+    /// How many children each open aggregate still expects, and where its token is kept (if
+    /// tokens are kept), innermost last. It holds at most `max_depth` entries, so its size
+    /// does not depend on the input.
+    open: Vec<(usize, usize)>,
+}
+
+impl Scan {
+    /// Whether nothing has been read yet.
+    pub(super) fn is_fresh(&self) -> bool {
+        self.pos == 0
+    }
+}
+
+/// [`frame_len`], going on from `scan`: the tokens before `scan.pos` were read (and kept) by
+/// an earlier call over the same first bytes. On `None`, `scan` says where to go on.
+pub(super) fn frame_len_from(
+    buf: &[u8],
+    limits: &Limits,
     mut kept: Option<&mut Vec<Kept>>,
+    scan: &mut Scan,
 ) -> Result<Option<usize>, DecodeError> {
     let max_depth = limits.max_depth.min(MAX_DEPTH_CEILING);
-    // How many children each open aggregate still expects, and where its token is kept (if
-    // tokens are kept), innermost last. It holds at most `max_depth` entries, so its size
-    // does not depend on the input.
-    let mut open: Vec<(usize, usize)> = Vec::new();
-    let mut pos = 0;
+    let Scan { pos, open } = scan;
     loop {
-        let Some((token, next)) = read_token(buf, pos, limits)? else {
+        let Some((token, next)) = read_token(buf, *pos, limits)? else {
             // The frame runs past the end of the buffer, so it is longer than the buffer.
             if buf.len() > limits.max_frame_bytes {
                 return Err(DecodeError::FrameTooLarge {
@@ -387,7 +413,7 @@ pub(super) fn frame_len(
             }
             return Ok(None);
         };
-        pos = next;
+        *pos = next;
         let at = match kept.as_deref_mut() {
             Some(kept) => {
                 kept.push(Kept::of(&token, buf));
@@ -409,7 +435,7 @@ pub(super) fn frame_len(
         // completes, until one still expects more or the outermost frame is done.
         loop {
             let Some((remaining, _)) = open.last_mut() else {
-                return Ok(Some(pos));
+                return Ok(Some(*pos));
             };
             *remaining -= 1;
             if *remaining > 0 {

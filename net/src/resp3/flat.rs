@@ -9,7 +9,10 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::decode::{DecodeError, Kept, Limits, MAX_DEPTH_CEILING, Tokens, build, frame_len};
+use super::decode::{
+    DecodeError, Kept, Limits, MAX_DEPTH_CEILING, Scan, Tokens, build, decode_short_cuts,
+    frame_len, frame_len_from,
+};
 use super::frame::{Frame, FrameKind};
 use super::{Protocol, encode};
 
@@ -28,10 +31,9 @@ pub struct FlatFrame {
 /// eight times the bytes buffered: a token takes three bytes or more and is kept in 24; freed
 /// before returning), so a server, which decodes whatever its peers send as it arrives, uses
 /// [`decode`](super::decode); and since tokens of an incomplete frame are thrown away, a
-/// caller that could call it once per arriving piece of a large frame should wait until the
-/// frame is most likely whole.
+/// caller that gets large frames in many pieces uses a [`FlatDecoder`], which keeps them.
 pub fn decode_flat(buf: &mut BytesMut, limits: &Limits) -> Result<Option<FlatFrame>, DecodeError> {
-    if let Some(answer) = super::decode::decode_short_cuts(buf, limits) {
+    if let Some(answer) = decode_short_cuts(buf, limits) {
         // An inline command or a request: what a server reads, rare in a reply.
         return answer.map(|frame| frame.map(|frame| FlatFrame::from_frame(&frame)));
     }
@@ -43,6 +45,58 @@ pub fn decode_flat(buf: &mut BytesMut, limits: &Limits) -> Result<Option<FlatFra
         bytes: buf.split_to(len).freeze(),
         tokens: kept,
     }))
+}
+
+/// [`decode_flat`] for frames that arrive in pieces: what a call measured of an incomplete
+/// frame is kept, and the next call goes on from there instead of reading the frame again
+/// from its start, so a large reply costs one pass however many reads bring it. Between calls
+/// the buffer may only grow at its end, as reads append to it (call
+/// [`FlatDecoder::reset`] if it is emptied or replaced); after a frame or an error the
+/// decoder starts afresh with the next frame. It holds the tokens of the incomplete frame
+/// meanwhile (see [`decode_flat`] on their size): it is for clients, which read the replies
+/// they asked for.
+#[derive(Debug, Default)]
+pub struct FlatDecoder {
+    kept: Vec<Kept>,
+    scan: Scan,
+}
+
+impl FlatDecoder {
+    /// The next frame in `buf`, as [`decode_flat`] answers it.
+    pub fn decode(
+        &mut self,
+        buf: &mut BytesMut,
+        limits: &Limits,
+    ) -> Result<Option<FlatFrame>, DecodeError> {
+        if self.scan.is_fresh() {
+            if let Some(answer) = decode_short_cuts(buf, limits) {
+                return answer.map(|frame| frame.map(|frame| FlatFrame::from_frame(&frame)));
+            }
+            if self.kept.capacity() == 0 {
+                self.kept.reserve(buf.len() / 16);
+            }
+        }
+        match frame_len_from(buf, limits, Some(&mut self.kept), &mut self.scan) {
+            Ok(Some(len)) => {
+                self.scan = Scan::default();
+                Ok(Some(FlatFrame {
+                    bytes: buf.split_to(len).freeze(),
+                    tokens: std::mem::take(&mut self.kept),
+                }))
+            }
+            Ok(None) => Ok(None),
+            Err(err) => {
+                self.reset();
+                Err(err)
+            }
+        }
+    }
+
+    /// Forgets the frame measured so far.
+    pub fn reset(&mut self) {
+        self.kept.clear();
+        self.scan = Scan::default();
+    }
 }
 
 impl FlatFrame {

@@ -59,5 +59,5 @@ mod inline;
 
 pub use decode::{DecodeError, Limits, MAX_DEPTH_CEILING, decode};
 pub use encode::{Line, Protocol, Writer, encode};
-pub use flat::{Children, FlatFrame, FrameRef, Pairs, decode_flat};
+pub use flat::{Children, FlatDecoder, FlatFrame, FrameRef, Pairs, decode_flat};
 pub use frame::{Frame, FrameKind};

@@ -77,17 +77,6 @@ impl SimStream {
         self.net.reset(self.conn)
     }
 
-    /// Whether bytes sent towards this end are still queued (in flight, stalled, or arrived
-    /// and not yet read). A test client uses it to skip decoding a reply it knows is not
-    /// complete; it tells nothing a real socket's reader could rely on.
-    pub fn bytes_queued(&self) -> bool {
-        let state = self.net.lock();
-        state
-            .links
-            .get(&self.conn)
-            .is_some_and(|link| !link.reset && !link.pipes[self.side.index()].is_empty())
-    }
-
     fn try_read(&self, cx: &Context<'_>, now: Instant, buf: &mut ReadBuf<'_>) -> ReadAttempt {
         let writer;
         {

@@ -47,7 +47,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use db::env::Env;
-use net::{FlatFrame, Frame, FrameKind, Limits, Protocol};
+use net::{FlatDecoder, FlatFrame, Frame, FrameKind, Limits, Protocol};
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
@@ -147,12 +147,8 @@ pub struct RespConn {
     /// Where [`RespConn::read_arrived`] reads into.
     scratch: Vec<u8>,
     pushes: VecDeque<FlatFrame>,
-    /// Nothing but the reply to this connection's one outstanding request arrives (no
-    /// subscriptions, and a connection whose request timed out is dropped), so the reply can
-    /// be whole only when the bytes buffered end a line and no more are on their way:
-    /// decoding is not tried before that. Each try rescans the frame from its start, and a
-    /// large scan reply split into many pieces would otherwise be rescanned once per piece.
-    replies_only: bool,
+    /// Decodes `buf`, going on from where it stopped when a frame came in pieces.
+    decoder: FlatDecoder,
 }
 
 impl RespConn {
@@ -163,7 +159,7 @@ impl RespConn {
             buf: BytesMut::new(),
             scratch: vec![0; READ_CHUNK],
             pushes: VecDeque::new(),
-            replies_only: false,
+            decoder: FlatDecoder::default(),
         })
     }
 
@@ -185,20 +181,15 @@ impl RespConn {
     /// The next frame off the wire, push or not.
     pub async fn read_frame(&mut self) -> io::Result<FlatFrame> {
         loop {
-            let may_be_whole =
-                !self.replies_only || (self.buf.ends_with(b"\r\n") && !self.stream.bytes_queued());
-            if may_be_whole {
-                // With `replies_only`, tried only when the reply is most likely whole: each try
-                // reads the buffered part of the frame again. The answer is `decode`'s, flat.
-                match net::decode_flat(&mut self.buf, &Limits::default()) {
-                    Ok(Some(frame)) => return Ok(frame),
-                    Ok(None) => {}
-                    Err(err) => {
-                        return Err(io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            format!("undecodable reply: {err}"),
-                        ));
-                    }
+            // The answer is `decode`'s, flat; a frame in pieces is read once, not once per piece.
+            match self.decoder.decode(&mut self.buf, &Limits::default()) {
+                Ok(Some(frame)) => return Ok(frame),
+                Ok(None) => {}
+                Err(err) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("undecodable reply: {err}"),
+                    ));
                 }
             }
             self.buf.reserve(READ_CHUNK);
@@ -216,7 +207,7 @@ impl RespConn {
             return Ok(Some(push));
         }
         self.read_arrived();
-        match net::decode_flat(&mut self.buf, &Limits::default()) {
+        match self.decoder.decode(&mut self.buf, &Limits::default()) {
             Ok(Some(push)) if push.root().kind() == FrameKind::Push => Ok(Some(push)),
             Ok(Some(other)) => Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -231,9 +222,8 @@ impl RespConn {
     }
 
     /// Takes every byte that has already arrived, without waiting, so a reply that came in
-    /// many pieces (split reads) is decoded once rather than once per piece: each decode
-    /// rescans the buffered part of the frame from its start. End of file and errors are left
-    /// for the next read that waits, which reports them.
+    /// many pieces (split reads) is decoded in one step rather than one per piece. End of
+    /// file and errors are left for the next read that waits, which reports them.
     fn read_arrived(&mut self) {
         // Never woken: this poll only looks. Whoever waits next polls with its own waker.
         let mut cx = Context::from_waker(Waker::noop());
@@ -345,7 +335,6 @@ impl RespLink {
         if self.conn.is_none() {
             let mut conn = RespConn::connect(&self.net, self.host, self.addr)
                 .map_err(|err| Exchange::NotSent(describe(&err)))?;
-            conn.replies_only = true;
             self.connects += 1;
             conn.hello().await?;
             self.conn = Some(conn);
