@@ -323,7 +323,10 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> RunReport {
 /// Runs an already derived configuration.
 pub fn run_derived(derived: Derived, options: &RunOptions) -> RunReport {
     let seed = derived.seed;
-    let sim = Sim::new(seed).with_max_steps(u64::MAX);
+    let mut sim = Sim::new(seed).with_max_steps(u64::MAX);
+    if options.trace == TraceMode::Off {
+        sim = sim.without_trace_hash();
+    }
     let log = HistoryLog::new(options.trace);
     let streams = Arc::new(Streams::new(
         derived.workload.streams,

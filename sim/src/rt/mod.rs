@@ -174,6 +174,13 @@ impl Sim {
         self
     }
 
+    /// Keeps the last trace entries (for failure reports) but hashes none: for a run whose
+    /// hash nobody reads (a soak's seeds). [`Sim::trace_hash`] then stays at its start value.
+    pub fn without_trace_hash(mut self) -> Sim {
+        self.trace.stop_hashing();
+        self
+    }
+
     /// The wall clock (before skew) at virtual time zero, in milliseconds since the epoch.
     pub fn with_epoch_ms(self, epoch_ms: u64) -> Sim {
         lock(&self.shared).epoch_ms = epoch_ms;

@@ -19,6 +19,8 @@ const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 
 pub(super) struct Trace {
     hash: u64,
+    /// Whether entries are folded into `hash`.
+    hashing: bool,
     tail: VecDeque<Entry>,
 }
 
@@ -40,6 +42,7 @@ impl Default for Trace {
     fn default() -> Self {
         Trace {
             hash: FNV_OFFSET_BASIS,
+            hashing: true,
             tail: VecDeque::with_capacity(TAIL_LEN),
         }
     }
@@ -78,7 +81,14 @@ impl Trace {
         self.tail.iter().map(Entry::render).collect()
     }
 
+    pub(super) fn stop_hashing(&mut self) {
+        self.hashing = false;
+    }
+
     fn fold(&mut self, bytes: &[u8]) {
+        if !self.hashing {
+            return;
+        }
         for &byte in bytes {
             self.hash = (self.hash ^ u64::from(byte)).wrapping_mul(FNV_PRIME);
         }
@@ -123,6 +133,16 @@ mod tests {
         assert_eq!(hash_of(b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(hash_of(b"a"), 0xaf63_dc4c_8601_ec8c);
         assert_eq!(hash_of(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn without_hashing_the_tail_is_kept_and_the_hash_stays() {
+        let mut trace = Trace::default();
+        trace.stop_hashing();
+        trace.poll(Instant(1), 0, TaskId(7), "worker");
+        trace.crash(Instant(2), 0, 1);
+        assert_eq!(trace.hash(), FNV_OFFSET_BASIS);
+        assert_eq!(trace.tail().len(), 2);
     }
 
     #[test]
