@@ -1,5 +1,6 @@
 //! `sierradb`: the server and its admin commands.
 
+mod alloc;
 mod bench;
 mod serve;
 
@@ -9,7 +10,7 @@ use clap::{Parser, Subcommand};
 /// one thread and frees them on another, which glibc's malloc makes costly
 /// (docs/decisions/0007-mimalloc.md).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: alloc::MiMalloc = alloc::MiMalloc;
 
 #[derive(Parser, Debug)]
 #[command(

@@ -7,6 +7,8 @@
 //! All the simulating happens in the `sim` crate; this file parses arguments, measures wall
 //! time (which simulated code never sees), and prints.
 
+mod alloc;
+
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -24,7 +26,7 @@ use sim::{RunOptions, RunReport, Scenario, TraceMode};
 /// glibc's malloc. Nothing simulated sees an address, so the trace is the same under either
 /// (docs/decisions/0007-mimalloc.md).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: alloc::MiMalloc = alloc::MiMalloc;
 
 unsafe extern "C" {
     /// mimalloc's `mi_option_set` (`mimalloc.h`), from the library `libmimalloc-sys` links.
