@@ -33,18 +33,8 @@ pub struct FlatFrame {
 /// [`decode`](super::decode); and since tokens of an incomplete frame are thrown away, a
 /// caller that gets large frames in many pieces uses a [`FlatDecoder`], which keeps them.
 pub fn decode_flat(buf: &mut BytesMut, limits: &Limits) -> Result<Option<FlatFrame>, DecodeError> {
-    if let Some(answer) = decode_short_cuts(buf, limits) {
-        // An inline command or a request: what a server reads, rare in a reply.
-        return answer.map(|frame| frame.map(|frame| FlatFrame::from_frame(&frame)));
-    }
-    let mut kept = Vec::with_capacity(buf.len() / 16);
-    let Some(len) = frame_len(buf, limits, Some(&mut kept))? else {
-        return Ok(None);
-    };
-    Ok(Some(FlatFrame {
-        bytes: buf.split_to(len).freeze(),
-        tokens: kept,
-    }))
+    // A decoder used once: nothing is kept past an incomplete frame.
+    FlatDecoder::default().decode(buf, limits)
 }
 
 /// [`decode_flat`] for frames that arrive in pieces: what a call measured of an incomplete
@@ -70,6 +60,7 @@ impl FlatDecoder {
     ) -> Result<Option<FlatFrame>, DecodeError> {
         if self.scan.is_fresh() {
             if let Some(answer) = decode_short_cuts(buf, limits) {
+                // An inline command or a request: what a server reads, rare in a reply.
                 return answer.map(|frame| frame.map(|frame| FlatFrame::from_frame(&frame)));
             }
             if self.kept.capacity() == 0 {
