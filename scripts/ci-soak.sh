@@ -29,7 +29,7 @@ bin="${CARGO_TARGET_DIR:-target}/release/sierradb-sim"
 echo "== teeth: every planted bug must be caught within ${teeth_window} seeds"
 teeth_failed=0
 for bug in ack-before-sync skip-crc-check recover-keeps-torn-tail version-check-off-by-one \
-    idempotency-ignores-content subscription-skips-on-handover checkpoint-skips-sync; do
+    idempotency-ignores-content subscription-skips-on-handover fill-overwrites-frames; do
     out="$("$bin" soak --planted-bug "$bug" --seeds "$teeth_window" --jobs "$jobs" \
         --stop-on-failure --no-progress 2>/dev/null || true)"
     found="$(grep -m1 '^first failure after' <<<"$out" || true)"

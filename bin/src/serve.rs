@@ -43,9 +43,10 @@ pub struct ServeArgs {
     /// appends can be lost on a crash; for measurements only) [default: always].
     #[arg(long, env = "SIERRADB_SYNC")]
     pub sync: Option<String>,
-    /// Bytes of zeros written ahead of the node log's records whenever it grows (in the same
-    /// fsync), so the commits after it overwrite space the file has and need no file system
-    /// journal commit; 0 turns it off. Changes speed only, never what is stored
+    /// Bytes of zeros kept written and synced ahead of each bucket's open segment, in the
+    /// background, so a commit's fsync overwrites space the file has and needs no file
+    /// system journal commit; 0 turns it off (and `--sync never-unsafe` has no fsync to
+    /// save, so it turns it off too). Changes speed only, never what is stored
     /// [default: 1048576].
     #[arg(long, env = "SIERRADB_PREALLOCATE_BYTES")]
     pub preallocate_bytes: Option<u64>,

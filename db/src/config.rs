@@ -30,24 +30,18 @@ pub struct StoreConfig {
     /// Most transactions written together under one fsync.
     pub max_batch_transactions: usize,
     pub sync: SyncPolicy,
-    /// How far ahead of its records the node log (`store::log`) is extended with zeros when
-    /// it grows, in the same sync as the records, so that the commits after it overwrite
-    /// space the file already has and their fdatasync needs no journal commit. Once the log's
-    /// two files have reached `log_rotate_bytes` they are written over and never grow again.
-    /// 0 turns it off. Not recorded on disk: it changes speed, never what is stored.
+    /// How far ahead of its frames the open segment is kept extended with zeros, written and
+    /// synced in the background, so that commits overwrite space the file already has and
+    /// their fdatasync needs no journal commit (`store::prealloc`). 0 turns it off, and so
+    /// does `SyncPolicy::NeverUnsafe` (no fsync to save). Not recorded on disk: it changes
+    /// speed, never what is stored.
     pub preallocate_bytes: u64,
-    /// The node log (`store::log`) moves on to its next file once this many bytes are in the
-    /// current one, after a checkpoint that syncs the segments written meanwhile. Not recorded
-    /// on disk.
-    pub log_rotate_bytes: u64,
 }
 
-/// Zeros put ahead of the node log's records when it grows (docs/decisions/0011-node-log.md;
-/// the same measure for segments before: 0008-preallocated-segments.md).
+/// Zeros kept ahead of the open segment's frames by default: a fill of about 512 KiB every
+/// few thousand events. 4 MiB was as fast but gave a worse p99, since a commit's fsync waits
+/// for the zeros of a fill in progress (docs/decisions/0008-preallocated-segments.md).
 pub const DEFAULT_PREALLOCATE_BYTES: u64 = 1 << 20;
-
-/// The node log's file size before it moves on (after a checkpoint).
-pub const DEFAULT_LOG_ROTATE_BYTES: u64 = 32 << 20;
 
 impl Default for StoreConfig {
     fn default() -> Self {
@@ -60,7 +54,6 @@ impl Default for StoreConfig {
             max_batch_transactions: 4096,
             sync: SyncPolicy::Always,
             preallocate_bytes: DEFAULT_PREALLOCATE_BYTES,
-            log_rotate_bytes: DEFAULT_LOG_ROTATE_BYTES,
         }
     }
 }

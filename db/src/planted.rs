@@ -21,9 +21,9 @@ pub enum PlantedBug {
     /// A subscription feed woken from waiting for live events skips the first event published
     /// after the hand-over (its next position is advanced once too often).
     SubscriptionSkipsOnHandover = 6,
-    /// The node log moves on to its next file without syncing the segments its records
-    /// cover, so once that file is written over, a crash loses acknowledged frames.
-    CheckpointSkipsSync = 7,
+    /// A fill of zeros ahead of the open segment starts where the *synced* zeros end, so
+    /// after a batch outran them it writes zeros over acknowledged frames.
+    FillOverwritesFrames = 7,
 }
 
 impl PlantedBug {
@@ -34,7 +34,7 @@ impl PlantedBug {
         PlantedBug::IdempotencyIgnoresContent,
         PlantedBug::SkipCrcCheck,
         PlantedBug::SubscriptionSkipsOnHandover,
-        PlantedBug::CheckpointSkipsSync,
+        PlantedBug::FillOverwritesFrames,
     ];
 
     pub fn name(self) -> &'static str {
@@ -45,7 +45,7 @@ impl PlantedBug {
             PlantedBug::IdempotencyIgnoresContent => "idempotency-ignores-content",
             PlantedBug::SkipCrcCheck => "skip-crc-check",
             PlantedBug::SubscriptionSkipsOnHandover => "subscription-skips-on-handover",
-            PlantedBug::CheckpointSkipsSync => "checkpoint-skips-sync",
+            PlantedBug::FillOverwritesFrames => "fill-overwrites-frames",
         }
     }
 

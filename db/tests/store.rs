@@ -30,13 +30,6 @@ struct Fixture<D: Disk> {
     report: RecoveryReport,
 }
 
-impl<D: Disk> Drop for Fixture<D> {
-    /// A clean stop, so that damage done to the files afterwards meets no node log to mend it.
-    fn drop(&mut self) {
-        let _ = self.store.close();
-    }
-}
-
 impl<D: Disk> Fixture<D> {
     fn open(disk: &D, root: &Path, config: StoreConfig) -> Self {
         let (store, writers, report) = store::open(disk, root, config).expect("open");

@@ -106,8 +106,8 @@ fn subscription_skips_on_handover_is_caught() {
 }
 
 #[test]
-fn checkpoint_skips_sync_is_caught() {
-    assert_caught("checkpoint-skips-sync");
+fn fill_overwrites_frames_is_caught() {
+    assert_caught("fill-overwrites-frames");
 }
 
 /// Over RESP, every bug a client can see is caught within this many seeds.
@@ -150,7 +150,7 @@ fn every_planted_bug_has_a_teeth_test() {
         "version-check-off-by-one",
         "idempotency-ignores-content",
         "subscription-skips-on-handover",
-        "checkpoint-skips-sync",
+        "fill-overwrites-frames",
     ];
     for name in sim::planted::names() {
         assert!(

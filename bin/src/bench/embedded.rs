@@ -42,7 +42,7 @@ pub struct EmbeddedArgs {
     /// Run only the workloads whose name contains this.
     #[arg(long)]
     pub only: Option<String>,
-    /// Bytes of zeros put ahead of the node log's records when it grows, as `serve
+    /// Bytes of zeros kept ahead of each open segment's frames, as `serve
     /// --preallocate-bytes` (0 = off), to measure what preallocation changes.
     #[arg(long, default_value_t = db::config::DEFAULT_PREALLOCATE_BYTES)]
     pub preallocate_bytes: u64,

@@ -1,16 +1,14 @@
 //! One bucket: its readable view ([`BucketShared`]) and its single writer ([`BucketWriter`]).
 //!
 //! The writer owns the open segment's write position. It takes a batch of transactions,
-//! checks each against the durable view plus the earlier transactions of the same batch, and
-//! writes their frames with one `write_at` ([`BucketWriter::prepare`]); a commit makes them
-//! durable (the node log's fsync, shared by every bucket of the round: `store::log`), and only
-//! then does [`BucketWriter::finish`] *publish* them into the view. Readers see the view only,
-//! so a read never returns an event a crash could take away (visibility ⊆ durability).
+//! checks each against the durable view plus the earlier transactions of the same batch,
+//! writes their frames with one `write_at`, makes them durable with one `sync` (group commit),
+//! and only then *publishes* them into the view. Readers see the view only, so a read never
+//! returns an event a crash could take away (visibility ⊆ durability).
 //!
 //! Failures keep three outcomes apart:
-//! - a write that fails (disk full, `EIO`), or a log commit that wrote nothing, is cut back to
-//!   the durable end and that cut synced: nothing of the batch exists,
-//!   [`AppendError::Unavailable`], and the next batch may succeed;
+//! - a write that fails (disk full, `EIO`) is cut back to the durable end and that cut synced:
+//!   nothing of the batch exists, [`AppendError::Unavailable`], and the next batch may succeed;
 //! - a sync that fails leaves the outcome unknown ([`AppendError::Indeterminate`]) and
 //!   *poisons* the bucket: after a failed fsync the page cache can no longer be trusted, so
 //!   the bucket refuses appends until it is reopened and recovered from what the disk holds;
@@ -37,7 +35,7 @@ use crate::store::index::{
     StreamKeyRef, encode_index_file, event_hash, set_stream,
 };
 use crate::store::layout;
-use crate::store::log::{self, LogFailure, LogWrite, NodeLog};
+use crate::store::prealloc::{FillJob, Preallocation};
 use crate::store::record::{
     EventRecord, FRAME_HEADER_BYTES, SEGMENT_HEADER_FRAME_BYTES, SegmentHeader, TransactionRecord,
     encode_segment_header,
@@ -665,47 +663,8 @@ pub struct BucketWriter<D: Disk> {
     buf: Vec<u8>,
     /// The batch overlay, reused from batch to batch.
     overlay: Overlay,
-    /// What makes a batch durable when appends sync: the node log, shared by all buckets.
-    log: Option<Arc<NodeLog<D>>>,
-}
-
-/// A batch checked and written by [`BucketWriter::prepare`], waiting for its commit.
-pub struct Prepared<D: Disk> {
-    /// Answers known already (refused, or stored before), by transaction.
-    results: Vec<Option<BatchResult>>,
-    /// The transactions to write: (index in the batch, record, outcome).
-    plans: Vec<(usize, TransactionRecord, AppendOutcome)>,
-    /// Plans published already (those before a seal, or all of them once finished).
-    published: usize,
-    /// Frames written and not yet durable.
-    written: Option<Written<D>>,
-    /// Why the plans past `published` failed.
-    failure: Option<Arc<StoreError>>,
-}
-
-/// Frames written into the open segment and not yet durable.
-pub struct Written<D: Disk> {
-    bucket: BucketId,
-    segment: u32,
-    file: Arc<D::File>,
-    path: Arc<PathBuf>,
-    /// The writer's write end before the frames, and after them.
-    start: u64,
-    end: u64,
-    buf: Vec<u8>,
-    /// The frames are those of plans `first..first + offsets.len()`, at these offsets.
-    first: usize,
-    offsets: Vec<u64>,
-}
-
-impl<D: Disk> Written<D> {
-    fn log_write(&self) -> LogWrite<'_> {
-        LogWrite {
-            place: log::place(self.bucket, self.segment, self.start),
-            bytes: &self.buf,
-            file: self.file.clone(),
-        }
-    }
+    /// Zeros written ahead of the open segment's frames ([`crate::store::prealloc`]).
+    prealloc: Preallocation<D>,
 }
 
 /// The largest frame buffer a writer keeps between batches.
@@ -714,13 +673,29 @@ const KEPT_BUFFER_BYTES: usize = 4 << 20;
 type BatchResult = Result<AppendOutcome, AppendError>;
 
 impl<D: Disk> BucketWriter<D> {
-    /// The writer of the open segment, whose frames end at `write_end`.
+    /// The writer of the open segment, whose frames end at `write_end` and whose file is
+    /// `file_len` long (longer when zeros were written ahead of the frames).
     pub(crate) fn new(
         shared: Arc<BucketShared<D>>,
         disk: D,
         config: StoreConfig,
         write_end: u64,
+        file_len: u64,
     ) -> Self {
+        let path = shared.read_view().open.path.clone();
+        // Without fsyncs there is no journal commit to save, only zeros to write.
+        let ahead = match config.sync {
+            SyncPolicy::Always => config.preallocate_bytes,
+            SyncPolicy::NeverUnsafe => 0,
+        };
+        let prealloc = Preallocation::new(
+            disk.clone(),
+            path,
+            write_end,
+            file_len,
+            config.segment_size_bytes,
+            ahead,
+        );
         BucketWriter {
             shared,
             disk,
@@ -729,13 +704,17 @@ impl<D: Disk> BucketWriter<D> {
             poisoned: None,
             buf: Vec::new(),
             overlay: Overlay::default(),
-            log: None,
+            prealloc,
         }
     }
 
-    /// Makes the writer's batches durable through `log` instead of its own segment's fsync.
-    pub(crate) fn attach_log(&mut self, log: Arc<NodeLog<D>>) {
-        self.log = Some(log);
+    /// Zeros to write ahead of the open segment's frames, off the commit path, when they are
+    /// running out: run the job on a blocking thread ([`crate::store::prealloc`]).
+    pub fn preallocation_job(&self) -> Option<FillJob<D>> {
+        if self.poisoned.is_some() {
+            return None;
+        }
+        self.prealloc.request(self.write_end)
     }
 
     pub fn shared(&self) -> &Arc<BucketShared<D>> {
@@ -744,41 +723,26 @@ impl<D: Disk> BucketWriter<D> {
 
     /// Appends a batch of transactions under one sync, returning one result per transaction in
     /// order. Transactions are checked in order, each against the durable state plus the
-    /// batch's earlier transactions. The same as [`Self::prepare`], [`Self::commit`] and
-    /// [`Self::finish`]; a node's writer runs those for all its buckets with one commit.
+    /// batch's earlier transactions.
     pub fn append_batch(&mut self, txns: Vec<Transaction>) -> Vec<BatchResult> {
-        let mut prepared = self.prepare(txns);
-        let committed = self.commit(&prepared);
-        self.finish(&mut prepared, committed)
-    }
-
-    /// Checks a batch and writes its frames into the open segment, not yet durable nor
-    /// visible: [`Self::finish`] publishes them once a commit made them durable. (A batch that
-    /// fills the open segment commits and publishes what goes before the seal itself.)
-    pub fn prepare(&mut self, txns: Vec<Transaction>) -> Prepared<D> {
         let count = txns.len();
-        let mut prepared = Prepared {
-            results: (0..count).map(|_| None).collect(),
-            plans: Vec::with_capacity(count),
-            published: 0,
-            written: None,
-            failure: None,
-        };
         if let Some(reason) = &self.poisoned {
             let err = Arc::new(StoreError::Poisoned {
                 bucket: self.shared.id,
                 reason: reason.clone(),
             });
-            prepared.failure = Some(err);
-            return prepared;
+            return (0..count)
+                .map(|_| Err(AppendError::Unavailable(err.clone())))
+                .collect();
         }
+        let mut results: Vec<Option<BatchResult>> = (0..count).map(|_| None).collect();
+        let mut plans: Vec<(usize, TransactionRecord, AppendOutcome)> = Vec::with_capacity(count);
         {
             let view = self.shared.read_view();
             // The overlay's maps keep their capacity from batch to batch.
             let mut overlay = std::mem::take(&mut self.overlay);
-            let plans = &mut prepared.plans;
             for (i, txn) in txns.into_iter().enumerate() {
-                match self.plan(&view, &overlay, plans, txn) {
+                match self.plan(&view, &overlay, &plans, txn) {
                     Ok(Planned::Write(record, outcome)) => {
                         for (slot, event) in record.events.iter().enumerate() {
                             overlay.events.insert(event.event_id, (plans.len(), slot));
@@ -799,73 +763,26 @@ impl<D: Disk> BucketWriter<D> {
                         );
                         plans.push((i, record, outcome));
                     }
-                    Ok(Planned::AlreadyStored(outcome)) => {
-                        prepared.results[i] = Some(Ok(outcome));
-                    }
-                    Err(err) => prepared.results[i] = Some(Err(err)),
+                    Ok(Planned::AlreadyStored(outcome)) => results[i] = Some(Ok(outcome)),
+                    Err(err) => results[i] = Some(Err(err)),
                 }
             }
             overlay.clear();
             self.overlay = overlay;
         }
-        if let Err((published, err)) = self.write_plans(&mut prepared) {
-            prepared.published = published;
-            prepared.failure = Some(err);
-        }
-        prepared
-    }
-
-    /// Makes a prepared batch's written frames durable on their own: through the node log
-    /// when there is one, else with an fsync of the segment. Nothing to do for a batch that
-    /// wrote nothing or when appends do not sync.
-    pub fn commit(&self, prepared: &Prepared<D>) -> Result<(), LogFailure> {
-        match &prepared.written {
-            Some(written) => self.commit_written(written),
-            None => Ok(()),
-        }
-    }
-
-    /// What [`NodeLog::commit`] must make durable for this prepared batch, if anything.
-    pub fn log_write<'a>(&self, prepared: &'a Prepared<D>) -> Option<LogWrite<'a>> {
-        prepared
-            .written
-            .as_ref()
-            .filter(|_| self.durable_commits() && self.log.is_some())
-            .map(Written::log_write)
-    }
-
-    /// Publishes a prepared batch whose commit succeeded, or undoes its frames when the commit
-    /// failed, and returns one result per transaction.
-    pub fn finish(
-        &mut self,
-        prepared: &mut Prepared<D>,
-        committed: Result<(), LogFailure>,
-    ) -> Vec<BatchResult> {
-        let plans = std::mem::take(&mut prepared.plans);
-        if let Some(written) = prepared.written.take() {
-            match self.settle(&written, committed, &plans) {
-                Ok(()) => prepared.published = plans.len(),
-                Err(err) => {
-                    prepared.published = written.first;
-                    prepared.failure = Some(err);
-                }
-            }
-            self.keep_buffer(written.buf);
-        }
-        let count = prepared.results.len();
-        let mut results = std::mem::take(&mut prepared.results);
-        match prepared.failure.take() {
-            None => {
+        match self.write_plans(&plans) {
+            Ok(()) => {
                 for (i, _, outcome) in plans {
                     results[i] = Some(Ok(outcome));
                 }
             }
-            Some(err) => {
+            Err((published, err)) => {
                 // Published transactions are durable and visible: they succeeded. Every other
                 // answer of this batch may rest on state that never became durable, so it
                 // becomes the failure.
+                let err = Arc::new(err);
                 let mut published_ids = vec![false; count];
-                for (i, _, outcome) in plans.into_iter().take(prepared.published) {
+                for (i, _, outcome) in plans.into_iter().take(published) {
                     published_ids[i] = true;
                     results[i] = Some(Ok(outcome));
                 }
@@ -1069,11 +986,12 @@ impl<D: Disk> BucketWriter<D> {
         Ok(Planned::Write(record, outcome))
     }
 
-    /// Writes the planned transactions, sealing segments as they fill: what goes before a seal
-    /// is committed and published first, what comes after is left in `prepared.written`. On
-    /// failure, returns how many plans were published before it.
-    fn write_plans(&mut self, prepared: &mut Prepared<D>) -> Result<(), (usize, Arc<StoreError>)> {
-        let plans = &prepared.plans;
+    /// Writes the planned transactions, sealing segments as they fill. On failure, returns
+    /// how many plans were published (durable and visible) before it.
+    fn write_plans(
+        &mut self,
+        plans: &[(usize, TransactionRecord, AppendOutcome)],
+    ) -> Result<(), (usize, StoreError)> {
         // Sized for the whole batch up front; the writer keeps the buffer between batches.
         let frames: u64 = plans
             .iter()
@@ -1082,63 +1000,56 @@ impl<D: Disk> BucketWriter<D> {
         let mut buf = std::mem::take(&mut self.buf);
         buf.clear();
         buf.reserve(usize::try_from(frames).unwrap_or(usize::MAX));
-        let mut offsets: Vec<u64> = Vec::with_capacity(plans.len());
-        let mut first = 0;
+        let mut pending: Vec<(u64, &TransactionRecord)> = Vec::with_capacity(plans.len());
+        let mut published = 0;
         for (k, (_, record, _)) in plans.iter().enumerate() {
             let frame_len = FRAME_HEADER_BYTES + record.body_len();
             let mut offset = self.write_end + buf.len() as u64;
             if offset + frame_len > self.config.segment_size_bytes
                 && offset > SEGMENT_HEADER_FRAME_BYTES
             {
-                let written = self.write(
-                    std::mem::take(&mut buf),
-                    std::mem::take(&mut offsets),
-                    first,
-                );
-                if let Some(written) = written.map_err(|e| (first, e))? {
-                    let committed = self.commit_written(&written);
-                    let settled = self.settle(&written, committed, plans);
-                    self.keep_buffer(written.buf);
-                    settled.map_err(|e| (first, e))?;
-                }
-                first = k;
-                self.seal().map_err(|e| (first, Arc::new(e)))?;
-                buf = std::mem::take(&mut self.buf);
+                self.flush(&mut buf, &mut pending)
+                    .map_err(|e| (published, e))?;
+                published = k;
+                self.seal().map_err(|e| (published, e))?;
                 offset = self.write_end;
             }
             record.encode(&mut buf);
-            offsets.push(offset);
+            pending.push((offset, record));
         }
-        prepared.written = self.write(buf, offsets, first).map_err(|e| (first, e))?;
-        Ok(())
-    }
-
-    /// Keeps a modest frame buffer for the next batch; a huge one would pin memory.
-    fn keep_buffer(&mut self, mut buf: Vec<u8>) {
+        let result = self
+            .flush(&mut buf, &mut pending)
+            .map_err(|e| (published, e));
+        // Keep a modest buffer for the next batch; a huge one would pin memory.
         if buf.capacity() <= KEPT_BUFFER_BYTES {
-            buf.clear();
             self.buf = buf;
         }
+        result
     }
 
-    /// Writes `buf`, the frames at `offsets` of plans `first..`, at the write end.
-    fn write(
+    /// Writes `buf` at the write end, syncs it, and publishes `pending`.
+    fn flush(
         &mut self,
-        buf: Vec<u8>,
-        offsets: Vec<u64>,
-        first: usize,
-    ) -> Result<Option<Written<D>>, Arc<StoreError>> {
-        if offsets.is_empty() {
-            self.keep_buffer(buf);
-            return Ok(None);
+        buf: &mut Vec<u8>,
+        pending: &mut Vec<(u64, &TransactionRecord)>,
+    ) -> Result<(), StoreError> {
+        if pending.is_empty() {
+            return Ok(());
         }
-        let (segment, file, path) = {
+        let (file, path) = {
             let view = self.shared.read_view();
-            (view.open.id, view.open.file.clone(), view.open.path.clone())
+            (view.open.file.clone(), view.open.path.clone())
         };
         let end = self.write_end + buf.len() as u64;
-        if let Err(err) = file.write_at(self.write_end, &buf) {
-            self.keep_buffer(buf);
+        // Inside zeros written and synced ahead, no fill can be writing; past them, the write
+        // waits for any zero write in progress.
+        let written = if self.prealloc.covers(end) {
+            file.write_at(self.write_end, buf)
+        } else {
+            self.prealloc
+                .write_locked(end, || file.write_at(self.write_end, buf))
+        };
+        if let Err(err) = written {
             // A read-only file system refuses the whole write, and then refuses the cut too:
             // when the file shows that nothing landed, there is nothing to cut, and the bucket
             // takes appends again once the file system is writable.
@@ -1146,69 +1057,19 @@ impl<D: Disk> BucketWriter<D> {
             if !nothing_landed {
                 self.cut_back(&*file, &path)?;
             }
-            return Err(Arc::new(StoreError::io("write", path.as_ref(), err)));
+            return Err(StoreError::io("write", path.as_ref(), err));
         }
-        Ok(Some(Written {
-            bucket: self.shared.id,
-            segment,
-            file,
-            path,
-            start: self.write_end,
-            end,
-            buf,
-            first,
-            offsets,
-        }))
-    }
-
-    fn durable_commits(&self) -> bool {
-        self.config.sync == SyncPolicy::Always && !self.planted_ack_before_sync()
-    }
-
-    /// Makes written frames durable on their own: through the node log when there is one,
-    /// else with an fsync of the segment.
-    fn commit_written(&self, written: &Written<D>) -> Result<(), LogFailure> {
-        if !self.durable_commits() {
-            return Ok(());
+        if self.config.sync == SyncPolicy::Always
+            && !self.planted_ack_before_sync()
+            && let Err(err) = file.sync()
+        {
+            let err = StoreError::io("sync", path.as_ref(), err);
+            self.poisoned = Some(err.to_string());
+            return Err(err);
         }
-        match &self.log {
-            Some(log) => log.commit(&[written.log_write()]),
-            None => written.file.sync().map_err(|err| {
-                LogFailure::Unknown(Arc::new(StoreError::io("sync", written.path.as_ref(), err)))
-            }),
-        }
-    }
-
-    /// After the commit of written frames: publishes them, or undoes them if the commit
-    /// failed (cut from the segment when it is known not to be durable; the bucket poisoned
-    /// when that is unknown).
-    fn settle(
-        &mut self,
-        written: &Written<D>,
-        committed: Result<(), LogFailure>,
-        plans: &[(usize, TransactionRecord, AppendOutcome)],
-    ) -> Result<(), Arc<StoreError>> {
-        match committed {
-            Ok(()) => {}
-            Err(LogFailure::Unwritten(err)) => {
-                self.cut_back(&*written.file, &written.path)?;
-                return Err(err);
-            }
-            Err(LogFailure::Unknown(err)) => {
-                self.poisoned = Some(err.to_string());
-                return Err(err);
-            }
-        }
-        let records = &plans[written.first..written.first + written.offsets.len()];
-        let pending: Vec<(u64, &TransactionRecord)> = written
-            .offsets
-            .iter()
-            .zip(records)
-            .map(|(&offset, (_, record, _))| (offset, record))
-            .collect();
         let stats = &self.shared.stats;
         stats.batches.fetch_add(1, Ordering::Relaxed);
-        if self.config.sync == SyncPolicy::Always && self.log.is_none() {
+        if self.config.sync == SyncPolicy::Always {
             stats.syncs.fetch_add(1, Ordering::Relaxed);
         }
         stats
@@ -1216,11 +1077,11 @@ impl<D: Disk> BucketWriter<D> {
             .fetch_add(pending.len() as u64, Ordering::Relaxed);
         let events: usize = pending.iter().map(|(_, r)| r.events.len()).sum();
         stats.events.fetch_add(events as u64, Ordering::Relaxed);
-        stats
-            .bytes
-            .fetch_add(written.end - written.start, Ordering::Relaxed);
-        self.shared.publish(&pending, written.end);
-        self.write_end = written.end;
+        stats.bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        self.shared.publish(pending, end);
+        self.write_end = end;
+        buf.clear();
+        pending.clear();
         Ok(())
     }
 
@@ -1250,12 +1111,15 @@ impl<D: Disk> BucketWriter<D> {
 
     /// After a failed write, removes whatever part of it reached the file and makes that
     /// durable, so a crash cannot resurrect a frame whose append was reported as not written.
-    fn cut_back(&mut self, file: &D::File, path: &Path) -> Result<(), Arc<StoreError>> {
+    /// Zeros written ahead go with it (a fill in progress is stopped first).
+    fn cut_back(&mut self, file: &D::File, path: &Path) -> Result<(), StoreError> {
+        // Whatever was past the write end is cut below, known or not.
+        let _ = self.prealloc.reset(None, self.write_end);
         let result = file.truncate(self.write_end).and_then(|()| file.sync());
         if let Err(err) = result {
             let err = StoreError::io("truncate after failed write", path, err);
             self.poisoned = Some(err.to_string());
-            return Err(Arc::new(err));
+            return Err(err);
         }
         Ok(())
     }
@@ -1272,21 +1136,13 @@ impl<D: Disk> BucketWriter<D> {
             )
         };
         let dir = self.shared.dir.clone();
-        // A sealed segment holds its frames and nothing after them: zeros an earlier version
-        // wrote ahead of the frames go.
-        let len = old_file
-            .len()
-            .map_err(|e| StoreError::io("stat", old_path.as_ref(), e))?;
-        if len > self.write_end {
+        // A sealed segment holds its frames and nothing after them: zeros written ahead go
+        // (any fill is stopped first, so none lands after the cut).
+        if self.prealloc.reset(None, self.write_end) {
             old_file
                 .truncate(self.write_end)
-                .map_err(|e| StoreError::io("cut space after the frames", old_path.as_ref(), e))?;
-        }
-        // Its frames were durable through the node log, which moves on without them.
-        if let Err(err) = old_file.sync() {
-            let err = StoreError::io("sync", old_path.as_ref(), err);
-            self.poisoned = Some(err.to_string());
-            return Err(err);
+                .and_then(|()| old_file.sync())
+                .map_err(|e| StoreError::io("cut preallocated space", old_path.as_ref(), e))?;
         }
         let sealed = SealedIndex::build(old_id, self.write_end, index);
         // Order matters for recovery: the next segment is created and made durable before the
@@ -1332,6 +1188,8 @@ impl<D: Disk> BucketWriter<D> {
             durable_end: SEGMENT_HEADER_FRAME_BYTES,
         };
         drop(view);
+        self.prealloc
+            .reset(Some(new_path), SEGMENT_HEADER_FRAME_BYTES);
         self.write_end = SEGMENT_HEADER_FRAME_BYTES;
         self.shared.stats.seals.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(

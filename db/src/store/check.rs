@@ -78,7 +78,6 @@ use crate::store::index::{
     IndexFileError, SealedIndex, SegmentIndex, StreamKey, decode_index_file,
 };
 use crate::store::layout::{self, BucketEntry};
-use crate::store::log;
 use crate::store::record::{
     FRAME_HEADER_BYTES, FrameError, KIND_TRANSACTION, SEGMENT_HEADER_FRAME_BYTES, TXN_FIXED_BYTES,
     TransactionRecord, decode_frame, decode_segment_header,
@@ -388,12 +387,6 @@ pub enum Problem {
     /// An index file of the open segment: a seal whose next segment did not survive a crash.
     /// (A lost last segment looks the same; no file tells the two apart.)
     OpenSegmentIndex { bucket: BucketId, segment: u32 },
-    /// The node log holds records whose bytes their segments lack: the store stopped
-    /// without a clean shutdown. Opening the store (or repair) writes them back.
-    LogNotApplied { records: u64, bytes: u64 },
-    /// The node log cannot be read or replayed: a damaged record, or one naming a bucket or
-    /// segment that does not exist.
-    LogDamaged { reason: String },
 }
 
 impl Problem {
@@ -405,8 +398,7 @@ impl Problem {
             | Problem::IndexCorrupt { .. }
             | Problem::IndexMismatch { .. }
             | Problem::IndexTempFile { .. }
-            | Problem::OpenSegmentIndex { .. }
-            | Problem::LogNotApplied { .. } => Severity::Repairable,
+            | Problem::OpenSegmentIndex { .. } => Severity::Repairable,
             Problem::LayoutInvalid { .. }
             | Problem::BucketMissing { .. }
             | Problem::Unreadable { .. }
@@ -418,8 +410,7 @@ impl Problem {
             | Problem::SequenceGap { .. }
             | Problem::VersionGap { .. }
             | Problem::PartitionKeyChanged { .. }
-            | Problem::DuplicateEventId { .. }
-            | Problem::LogDamaged { .. } => Severity::NeedsAttention,
+            | Problem::DuplicateEventId { .. } => Severity::NeedsAttention,
         }
     }
 }
@@ -455,11 +446,6 @@ impl fmt::Display for Problem {
                 "{}: not part of the store (the server ignores it)",
                 path.display()
             ),
-            Problem::LogNotApplied { records, bytes } => write!(
-                f,
-                "node log: {records} record(s), {bytes} byte(s), not yet in their segments (an unclean stop; opening the store writes them back)"
-            ),
-            Problem::LogDamaged { reason } => write!(f, "node log: {reason}"),
             Problem::SavedTail { path } => write!(
                 f,
                 "{}: bytes an earlier repair cut from a torn tail; delete it once they are not needed",
@@ -665,11 +651,6 @@ pub enum Repair {
         bucket: BucketId,
         segment: u32,
     },
-    /// Records of the node log were written back into their segments, as opening does.
-    ReplayedLog {
-        records: u64,
-        bytes: u64,
-    },
 }
 
 impl fmt::Display for Repair {
@@ -714,10 +695,6 @@ impl fmt::Display for Repair {
                 f,
                 "{}wrote the segment header again",
                 At(*bucket, *segment, None)
-            ),
-            Repair::ReplayedLog { records, bytes } => write!(
-                f,
-                "node log: wrote {records} record(s), {bytes} byte(s), back into their segments"
             ),
         }
     }
@@ -915,27 +892,6 @@ fn run_pass<D: Disk>(disk: &D, root: &Path, repair: bool) -> Result<Pass, StoreE
     };
     pass.layout = Some(layout);
     check_root_entries(disk, root, &layout, &mut pass.problems);
-    // First, as opening does: what the log made durable belongs in the segments checked next.
-    match log::replay(disk, root, layout.bucket_count, !repair) {
-        Ok(replayed) if replayed.rewritten == 0 => {}
-        Ok(replayed) => {
-            let (records, bytes) = (replayed.rewritten, replayed.rewritten_bytes);
-            if repair {
-                pass.repairs.push(Repair::ReplayedLog { records, bytes });
-            } else {
-                pass.problems
-                    .push(Problem::LogNotApplied { records, bytes });
-            }
-        }
-        Err(StoreError::Io { op, path, source })
-            if repair && op != "open segment named by the log" =>
-        {
-            return Err(StoreError::Io { op, path, source });
-        }
-        Err(err) => pass.problems.push(Problem::LogDamaged {
-            reason: err.to_string(),
-        }),
-    }
     for b in 0..layout.bucket_count {
         let mut bucket = BucketCheck::new(disk, root, layout, BucketId(b), repair);
         bucket.run()?;
@@ -1049,11 +1005,7 @@ fn check_root_entries<D: Disk>(
         .collect();
     for name in names {
         let path = root.join(&name);
-        if name != layout::LAYOUT_FILE
-            && name != LOCK_FILE
-            && layout::parse_log_file(&name).is_none()
-            && !buckets.contains(&path)
-        {
+        if name != layout::LAYOUT_FILE && name != LOCK_FILE && !buckets.contains(&path) {
             problems.push(Problem::StrayFile { path });
         }
     }

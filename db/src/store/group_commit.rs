@@ -1,13 +1,10 @@
-//! Group commit: the node's commit loop, one task that turns the queue of appends into rounds.
+//! Group commit: each bucket's writer runs as one task that turns its queue into batches.
 //!
-//! While a round is being written and fsynced (on a blocking thread, via
-//! [`Env::run_blocking`]), new appends queue up; the next round takes all of them (up to
-//! `max_batch_transactions` per bucket). In a round each bucket with appends checks its batch
-//! and writes its frames into its own segment ([`BucketWriter::prepare`]), then one commit
-//! of the node log makes every bucket's batch durable with one fsync ([`NodeLog::commit`]),
-//! and each bucket publishes its own ([`BucketWriter::finish`]). So the number of events per
-//! fsync grows with the number of appends in flight on the whole node, not on one bucket. An
-//! append's future resolves only after the sync that covers it.
+//! While a batch is being written and fsynced (on a blocking thread, via
+//! [`Env::run_blocking`]), new appends queue up; the next loop takes all of them (up to
+//! `max_batch_transactions`) into one batch under one fsync. So the number of events per
+//! fsync grows with the number of appends in flight, and buckets, each with its own task,
+//! sync in parallel. An append's future resolves only after the sync that covers it.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -20,8 +17,6 @@ use crate::env::Env;
 use crate::error::{AppendError, StoreError};
 use crate::metrics::Metrics;
 use crate::model::{AppendOutcome, Transaction};
-use crate::store::bucket::Prepared;
-use crate::store::log::{LogWrite, NodeLog};
 use crate::store::{self, BucketWriter, RecoveryReport, Store};
 
 /// Appends waiting for a writer, per bucket; bounds memory when the disk falls behind.
@@ -32,7 +27,6 @@ const GATHER_YIELDS: usize = 4;
 
 enum Job {
     Append {
-        bucket: usize,
         txn: Transaction,
         reply: oneshot::Sender<Result<AppendOutcome, AppendError>>,
     },
@@ -55,7 +49,7 @@ impl PendingAppend {
 /// The store with its writers running as tasks: the API the server uses. Cheap to clone.
 pub struct Db<D: Disk> {
     store: Store<D>,
-    queue: mpsc::Sender<Job>,
+    queues: Vec<mpsc::Sender<Job>>,
     metrics: Arc<Metrics>,
 }
 
@@ -63,14 +57,14 @@ impl<D: Disk> Clone for Db<D> {
     fn clone(&self) -> Self {
         Db {
             store: self.store.clone(),
-            queue: self.queue.clone(),
+            queues: self.queues.clone(),
             metrics: self.metrics.clone(),
         }
     }
 }
 
 impl<D: Disk> Db<D> {
-    /// Opens and recovers the store, then starts the commit loop on `env`.
+    /// Opens and recovers the store, then starts one writer task per bucket on `env`.
     pub fn open<E: Env>(
         env: &E,
         disk: &D,
@@ -78,26 +72,31 @@ impl<D: Disk> Db<D> {
         config: StoreConfig,
     ) -> Result<(Self, RecoveryReport), StoreError> {
         let (store, writers, report) = store::open(disk, root, config)?;
+        let max_batch = store.config().max_batch_transactions;
+        let blocking = store.config().sync == SyncPolicy::Always;
         let metrics = Arc::new(Metrics::default());
-        let (queue, jobs) = mpsc::channel(QUEUE_CAPACITY);
-        env.spawn(
-            "commit-loop",
-            Box::pin(run_commits(
-                env.clone(),
-                CommitLoop {
-                    writers,
-                    log: store.log().cloned(),
-                    max_batch: store.config().max_batch_transactions,
-                    blocking: store.config().sync == SyncPolicy::Always,
-                },
-                jobs,
-                metrics.clone(),
-            )),
-        );
+        let queues = writers
+            .into_iter()
+            .map(|writer| {
+                let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+                env.spawn(
+                    "bucket-writer",
+                    Box::pin(run_writer(
+                        env.clone(),
+                        writer,
+                        rx,
+                        max_batch,
+                        blocking,
+                        metrics.clone(),
+                    )),
+                );
+                tx
+            })
+            .collect();
         Ok((
             Db {
                 store,
-                queue,
+                queues,
                 metrics,
             },
             report,
@@ -131,8 +130,8 @@ impl<D: Disk> Db<D> {
         let partition = self.store.partition_of(txn.partition_key);
         let bucket = usize::from(self.store.config().bucket_of(partition.0));
         let (reply, answer) = oneshot::channel();
-        self.queue
-            .send(Job::Append { bucket, txn, reply })
+        self.queues[bucket]
+            .send(Job::Append { txn, reply })
             .await
             .map_err(|_| closed())?;
         Ok(PendingAppend(answer))
@@ -141,12 +140,15 @@ impl<D: Disk> Db<D> {
     /// Finishes every append queued so far, then stops the writers. Appends after this fail
     /// with [`StoreError::Closed`].
     pub async fn shutdown(&self) {
-        let (tx, rx) = oneshot::channel();
-        if self.queue.send(Job::Stop(tx)).await.is_ok() && rx.await.is_ok() {
-            // The commit loop has stopped: no append is in flight.
-            if let Err(err) = self.store.close() {
-                tracing::warn!(error = %err, "the node log stays for the next open to replay");
+        let mut waits = Vec::new();
+        for queue in &self.queues {
+            let (tx, rx) = oneshot::channel();
+            if queue.send(Job::Stop(tx)).await.is_ok() {
+                waits.push(rx);
             }
+        }
+        for wait in waits {
+            let _ = wait.await;
         }
     }
 }
@@ -170,65 +172,14 @@ impl std::future::Future for YieldOnce {
     }
 }
 
-/// What the commit loop owns: every bucket's writer and the node log.
-struct CommitLoop<D: Disk> {
-    writers: Vec<BucketWriter<D>>,
-    log: Option<Arc<NodeLog<D>>>,
-    max_batch: usize,
-    /// Whether a round syncs (and so runs on a blocking thread).
-    blocking: bool,
-}
-
-impl<D: Disk> CommitLoop<D> {
-    /// One round: every bucket prepares its batch, one log commit covers them all, every
-    /// bucket finishes its own. Returns the results in the order of `batches`.
-    fn round(&mut self, batches: Vec<(usize, Vec<Transaction>)>) -> Vec<Vec<AppendResult>> {
-        let prepared: Vec<(usize, Prepared<D>)> = batches
-            .into_iter()
-            .map(|(bucket, txns)| (bucket, self.writers[bucket].prepare(txns)))
-            .collect();
-        let committed = match &self.log {
-            Some(log) => {
-                let writes: Vec<LogWrite<'_>> = prepared
-                    .iter()
-                    .filter_map(|(bucket, p)| self.writers[*bucket].log_write(p))
-                    .collect();
-                if writes.is_empty() {
-                    Ok(())
-                } else {
-                    log.commit(&writes)
-                }
-            }
-            None => Ok(()),
-        };
-        prepared
-            .into_iter()
-            .map(|(bucket, mut p)| {
-                let writer = &mut self.writers[bucket];
-                // Without a log (appends that do not sync) each bucket commits alone, which
-                // costs nothing.
-                let committed = match &self.log {
-                    Some(_) => committed.clone(),
-                    None => writer.commit(&p),
-                };
-                writer.finish(&mut p, committed)
-            })
-            .collect()
-    }
-}
-
-type AppendResult = Result<AppendOutcome, AppendError>;
-type Reply = oneshot::Sender<AppendResult>;
-
-async fn run_commits<D: Disk, E: Env>(
+async fn run_writer<D: Disk, E: Env>(
     env: E,
-    mut commits: CommitLoop<D>,
+    mut writer: BucketWriter<D>,
     mut queue: mpsc::Receiver<Job>,
+    max_batch: usize,
+    blocking: bool,
     metrics: Arc<Metrics>,
 ) {
-    let buckets = commits.writers.len();
-    let max_batch = commits.max_batch;
-    let blocking = commits.blocking;
     let mut stop = None;
     while stop.is_none() {
         let Some(first) = queue.recv().await else {
@@ -248,68 +199,63 @@ async fn run_commits<D: Disk, E: Env>(
                 queued = queue.len();
             }
         }
-        // Per bucket, in bucket order: its transactions and their replies. A bucket whose
-        // batch is full leaves the rest of the queue to the next round.
-        let mut txns: Vec<Vec<Transaction>> = (0..buckets).map(|_| Vec::new()).collect();
-        let mut replies: Vec<Vec<Reply>> = (0..buckets).map(|_| Vec::new()).collect();
-        let mut events = 0;
+        let expected = (queue.len() + 1).min(max_batch);
+        let mut txns = Vec::with_capacity(expected);
+        let mut replies = Vec::with_capacity(expected);
         let mut next = Some(first);
         while let Some(job) = next.take() {
             match job {
-                Job::Append { bucket, txn, reply } => {
-                    events += txn.events.len();
-                    txns[bucket].push(txn);
-                    replies[bucket].push(reply);
-                    if replies[bucket].len() >= max_batch {
-                        break;
-                    }
+                Job::Append { txn, reply } => {
+                    txns.push(txn);
+                    replies.push(reply);
                 }
                 Job::Stop(done) => {
                     stop = Some(done);
                     break;
                 }
             }
-            next = queue.try_recv().ok();
+            if replies.len() < max_batch {
+                next = queue.try_recv().ok();
+            }
         }
-        let batches: Vec<(usize, Vec<Transaction>)> = txns
-            .into_iter()
-            .enumerate()
-            .filter(|(_, t)| !t.is_empty())
-            .collect();
-        if batches.is_empty() {
+        if txns.is_empty() {
             continue;
         }
-        let order: Vec<usize> = batches.iter().map(|(b, _)| *b).collect();
-        // Only an fsync blocks for long. Without one (the unsafe policy) a round is a write to
+        // Only an fsync blocks for long. Without one (the unsafe policy) a batch is a write to
         // the page cache, cheaper than handing it to another thread and back.
+        let events: usize = txns.iter().map(|t| t.events.len()).sum();
         let started = env.now();
         let results = if blocking {
             let (returned, results) = env
                 .run_blocking(move || {
-                    let results = commits.round(batches);
-                    (commits, results)
+                    let results = writer.append_batch(txns);
+                    (writer, results)
                 })
                 .await;
-            commits = returned;
+            writer = returned;
             results
         } else {
-            commits.round(batches)
+            writer.append_batch(txns)
         };
         metrics
             .sync_latency
             .observe_duration(env.now().saturating_duration_since(started));
         metrics.batch_events.observe(events as f64);
-        for (bucket, results) in order.into_iter().zip(results) {
-            for (reply, result) in std::mem::take(&mut replies[bucket])
-                .into_iter()
-                .zip(results)
-            {
-                // The caller may have gone away; the append stands either way.
-                let _ = reply.send(result);
-            }
+        for (reply, result) in replies.into_iter().zip(results) {
+            // The caller may have gone away; the append stands either way.
+            let _ = reply.send(result);
+        }
+        if let Some(job) = writer.preallocation_job() {
+            // Zeros ahead of the frames, written and synced on another thread while the next
+            // batches commit (`store::prealloc`).
+            let runner = env.clone();
+            env.spawn(
+                "preallocate",
+                Box::pin(async move { runner.run_blocking(move || job.run()).await }),
+            );
         }
         if blocking {
-            // Let the callers just answered run before the next round is taken: a caller
+            // Let the callers just answered run before the next batch is taken: a caller
             // that appends again at once then shares the next fsync instead of waiting a whole
             // fsync for the one after. (Giving way again while that brought more appends made
             // batches only 4% larger in `sierradb bench --embedded`, and no faster.)

@@ -7,8 +7,6 @@
 //!     segment-0000000000.log         sealed segment (frames)
 //!     segment-0000000000.idx         its index file (bloom filters inside)
 //!     segment-0000000001.log         the open segment: the highest id; no .idx
-//!   node-00000000000000000007.wal    the node log of generation 7 (`store::log`), and at
-//!   node-00000000000000000006.wal      most one older one, written over next
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -31,18 +29,6 @@ pub fn segment_file(bucket_dir: &Path, segment: u32) -> PathBuf {
 
 pub fn index_file(bucket_dir: &Path, segment: u32) -> PathBuf {
     bucket_dir.join(format!("segment-{segment:010}.idx"))
-}
-
-pub fn log_file(root: &Path, generation: u64) -> PathBuf {
-    root.join(format!("node-{generation:020}.wal"))
-}
-
-/// The generation of a node log file's name.
-pub fn parse_log_file(name: &str) -> Option<u64> {
-    let digits = name.strip_prefix("node-")?.strip_suffix(".wal")?;
-    (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
-        .then(|| digits.parse().ok())
-        .flatten()
 }
 
 pub fn index_temp_file(bucket_dir: &Path, segment: u32) -> PathBuf {

@@ -1,24 +1,23 @@
-//! The segment store: buckets of partitions, each bucket one append-only log of segments, and
-//! one node log that makes every bucket's appends durable.
+//! The segment store: buckets of partitions, each bucket one append-only log of segments.
 //!
 //! ```text
 //!            Store (reads)                       BucketWriter (one per bucket, one owner)
-//!   get / scan / versions ──► BucketShared ◄── publish ── prepare: check → frame → write_at
-//!                              (RwLock<view>)             commit: NodeLog (one fsync, all buckets)
+//!   get / scan / versions ──► BucketShared ◄── publish ── append_batch: check → frame →
+//!                              (RwLock<view>)               write_at → sync → publish
 //! ```
 //!
-//! [`open`] replays the node log ([`log`]), recovers every bucket ([`recovery`]) and returns the
-//! read side ([`Store`]) and one [`BucketWriter`] per bucket. A writer appends batches
-//! synchronously (tests drive it directly); [`group_commit`] runs the node's commit loop, which
-//! takes every bucket's queued appends into one round under one fsync of the node log.
-//! Directory layout: [`layout`]; frame bytes: [`record`]; indexes: [`index`].
+//! [`open`] recovers every bucket ([`recovery`]) and returns the read side ([`Store`]) and one
+//! [`BucketWriter`] per bucket. A writer appends batches synchronously (tests and the
+//! simulator drive it directly); [`group_commit`] runs each writer as a task that drains its
+//! queue into batches, so concurrent appends share one fsync and different buckets sync in
+//! parallel. Directory layout: [`layout`]; frame bytes: [`record`]; indexes: [`index`].
 
 pub mod bucket;
 pub mod check;
 pub mod group_commit;
 pub mod index;
 pub mod layout;
-pub mod log;
+pub mod prealloc;
 pub mod record;
 pub mod recovery;
 pub mod segment;
@@ -28,13 +27,12 @@ use std::sync::Arc;
 
 use disk::Disk;
 
-use crate::config::{StoreConfig, SyncPolicy};
+use crate::config::StoreConfig;
 use crate::error::StoreError;
 use crate::model::{
     BucketId, Event, EventId, InvalidInput, PartitionId, PartitionKey, PartitionSeq, StreamId,
     StreamVersion,
 };
-use crate::store::log::NodeLog;
 pub use bucket::{BucketShared, BucketWriter};
 pub use recovery::{BucketRecovery, RecoveryReport, Truncation};
 
@@ -50,8 +48,6 @@ pub struct Store<D: Disk> {
     config: StoreConfig,
     root: PathBuf,
     buckets: Arc<[Arc<BucketShared<D>>]>,
-    /// The node log, when appends sync.
-    log: Option<Arc<NodeLog<D>>>,
 }
 
 impl<D: Disk> Clone for Store<D> {
@@ -60,7 +56,6 @@ impl<D: Disk> Clone for Store<D> {
             config: self.config.clone(),
             root: self.root.clone(),
             buckets: self.buckets.clone(),
-            log: self.log.clone(),
         }
     }
 }
@@ -76,44 +71,17 @@ pub fn open<D: Disk>(disk: &D, root: &Path, config: StoreConfig) -> Result<Opene
     layout::ensure_layout(disk, root, &config)?;
     let mut buckets = Vec::new();
     let mut writers = Vec::new();
-    let mut report = RecoveryReport {
-        log: log::replay(disk, root, config.bucket_count, false)?,
-        ..RecoveryReport::default()
-    };
+    let mut report = RecoveryReport::default();
     for b in 0..config.bucket_count {
         let (shared, writer, recovery) = recovery::open_bucket(disk, root, BucketId(b), &config)?;
         buckets.push(shared);
         writers.push(writer);
         report.buckets.push(recovery);
     }
-    let log = match config.sync {
-        SyncPolicy::Always => {
-            let log = Arc::new(log::start_after_replay(
-                disk,
-                root,
-                &report.log,
-                config.log_rotate_bytes,
-                config.preallocate_bytes,
-            )?);
-            for writer in &mut writers {
-                writer.attach_log(log.clone());
-            }
-            Some(log)
-        }
-        SyncPolicy::NeverUnsafe => {
-            // No log without fsyncs; what the old ones held is in the segments now.
-            for (_, path) in &report.log.files {
-                disk.remove_file(path)
-                    .map_err(|e| StoreError::io("remove", path, e))?;
-            }
-            None
-        }
-    };
     let store = Store {
         config,
         root: root.to_owned(),
         buckets: buckets.into(),
-        log,
     };
     Ok((store, writers, report))
 }
@@ -131,28 +99,12 @@ impl<D: Disk> Store<D> {
         &self.buckets
     }
 
-    /// The node log, when appends sync.
-    pub fn log(&self) -> Option<&Arc<NodeLog<D>>> {
-        self.log.as_ref()
-    }
-
-    /// A clean stop, once no writer appends any more: syncs the segments and removes the node
-    /// log, so the next open has nothing to replay. Appends after it fail.
-    pub fn close(&self) -> Result<(), StoreError> {
-        self.log.as_ref().map_or(Ok(()), |log| log.close())
-    }
-
-    /// Write counters summed over all buckets; `syncs` counts the node log's fsyncs.
+    /// Write counters summed over all buckets.
     pub fn stats(&self) -> bucket::StatsSnapshot {
-        let mut stats = self
-            .buckets
+        self.buckets
             .iter()
             .map(|b| b.stats.snapshot())
-            .fold(bucket::StatsSnapshot::default(), |a, b| a + b);
-        if let Some(log) = &self.log {
-            stats.syncs = log.syncs();
-        }
-        stats
+            .fold(bucket::StatsSnapshot::default(), |a, b| a + b)
     }
 
     /// A partition id given by number, checked against the partition count.

@@ -20,7 +20,7 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
-use disk::{Disk, File, Mapped, OpenMode};
+use disk::{Disk, File, OpenMode};
 
 use crate::config::StoreConfig;
 use crate::error::StoreError;
@@ -33,7 +33,6 @@ use crate::store::index::{
     FixedMap, SealedEvents, SealedIndex, SealedRuns, SealedTables, SegmentIndex, decode_index_file,
 };
 use crate::store::layout::{self, BucketEntry};
-use crate::store::log::LogReplay;
 use crate::store::record::{
     FRAME_HEADER_BYTES, FrameError, KIND_SEGMENT_HEADER, KIND_TRANSACTION,
     SEGMENT_HEADER_FRAME_BYTES, TransactionRecord, decode_frame, decode_segment_header,
@@ -66,8 +65,6 @@ pub struct BucketRecovery {
 /// What opening the store found and did, bucket by bucket.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RecoveryReport {
-    /// What replaying the node log into the segments did (before the buckets recovered).
-    pub log: LogReplay,
     pub buckets: Vec<BucketRecovery>,
 }
 
@@ -80,31 +77,16 @@ impl RecoveryReport {
             .sum()
     }
 
-    /// Whether recovery changed anything on disk beyond creating new buckets: wrote back
-    /// bytes from the node log, cut a torn tail, rebuilt an index or removed a file.
+    /// Whether recovery changed anything on disk beyond creating new buckets.
     pub fn repaired_anything(&self) -> bool {
-        self.log.rewritten > 0
-            || self.buckets.iter().any(|b| {
-                b.truncated.is_some()
-                    || !b.rebuilt_indexes.is_empty()
-                    || !b.removed_files.is_empty()
-            })
+        self.buckets.iter().any(|b| {
+            b.truncated.is_some() || !b.rebuilt_indexes.is_empty() || !b.removed_files.is_empty()
+        })
     }
 }
 
 impl fmt::Display for RecoveryReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let log = &self.log;
-        if !log.files.is_empty() {
-            writeln!(
-                f,
-                "node log: {} file(s), {} record(s), {} written back to their segments ({} bytes)",
-                log.files.len(),
-                log.records,
-                log.rewritten,
-                log.rewritten_bytes
-            )?;
-        }
         for b in &self.buckets {
             write!(
                 f,
@@ -248,45 +230,6 @@ fn scan_frames(
     Ok((index, offset, None))
 }
 
-/// How many times the open segment is read when its frames end in something that is not a
-/// frame: reads that return a flipped bit (a transient fault of the medium) must not be taken
-/// for a torn tail and cut acknowledged frames.
-const OPEN_SEGMENT_READS: usize = 3;
-
-/// The open segment's bytes: of up to [`OPEN_SEGMENT_READS`] reads, the first whose frames end
-/// cleanly (at the end of the file, or before zeros only), else the one whose frames reach
-/// furthest. (A flip cannot make a frame valid.)
-fn read_open_segment<F: File>(file: &F, path: &Path, max_body: u64) -> Result<Mapped, StoreError> {
-    let read = || file.map().map_err(|e| StoreError::io("read", path, e));
-    // Where the frames that decode end, and whether only zeros (or nothing) follow.
-    let frames_end = |bytes: &[u8]| -> (u64, bool) {
-        let mut offset = SEGMENT_HEADER_FRAME_BYTES;
-        while let Some(rest) = bytes.get(offset as usize..).filter(|r| !r.is_empty()) {
-            match decode_frame(rest, max_body) {
-                Ok(frame) => offset += frame.encoded_len(),
-                Err(_) => return (offset, rest.iter().all(|&b| b == 0)),
-            }
-        }
-        (offset, true)
-    };
-    let mut best = read()?;
-    let (mut best_end, clean) = frames_end(&best);
-    if clean {
-        return Ok(best);
-    }
-    for _ in 1..OPEN_SEGMENT_READS {
-        let again = read()?;
-        let (end, clean) = frames_end(&again);
-        if clean {
-            return Ok(again);
-        }
-        if end > best_end {
-            (best, best_end) = (again, end);
-        }
-    }
-    Ok(best)
-}
-
 fn check_header(bytes: &[u8], bucket: BucketId, id: u32) -> Result<(), String> {
     let frame = decode_frame(bytes, 64).map_err(|e| format!("segment header: {e}"))?;
     let header = decode_segment_header(&frame).map_err(|e| e.to_string())?;
@@ -424,9 +367,9 @@ pub(crate) fn open_bucket<D: Disk>(
     let file = disk
         .open(&path, OpenMode::ReadWrite)
         .map_err(|e| StoreError::io("open", &path, e))?;
-    let bytes = read_open_segment(&file, &path, max_body)?;
+    let bytes = file.map().map_err(|e| StoreError::io("read", &path, e))?;
     let len = bytes.len() as u64;
-    let (index, end, file) = if let Err(why) = check_header(&bytes, bucket, open_id) {
+    let (index, end, file_len, file) = if let Err(why) = check_header(&bytes, bucket, open_id) {
         // A segment's header is synced before the directory entry that names the segment, and
         // no frame is written before that, so a torn header can only be a short file. A bad
         // header with bytes after it is damage: refuse rather than wipe what follows.
@@ -449,7 +392,7 @@ pub(crate) fn open_bucket<D: Disk>(
             reason: why,
         });
         let end = SEGMENT_HEADER_FRAME_BYTES;
-        (SegmentIndex::default(), end, file)
+        (SegmentIndex::default(), end, end, file)
     } else {
         let (index, end, stop) =
             scan_frames(&bytes, max_body, |_, record| continuity.add_record(record))
@@ -464,6 +407,7 @@ pub(crate) fn open_bucket<D: Disk>(
         // its frames (docs/format.md): the log ends there, and nothing is cut. They stay, to
         // be written over.
         let stop = stop.filter(|_| bytes[end as usize..].iter().any(|&b| b != 0));
+        let mut file_len = len;
         if let Some(err) = stop {
             if valid_frame_follows(&bytes, end, max_body) {
                 return Err(StoreError::corrupt(
@@ -483,6 +427,7 @@ pub(crate) fn open_bucket<D: Disk>(
                 file.truncate(end)
                     .and_then(|()| file.sync())
                     .map_err(|e| StoreError::io("truncate torn tail", &path, e))?;
+                file_len = end;
             }
             report.truncated = Some(Truncation {
                 segment: open_id,
@@ -491,7 +436,7 @@ pub(crate) fn open_bucket<D: Disk>(
                 reason: err.to_string(),
             });
         }
-        (index, end, file)
+        (index, end, file_len, file)
     };
     disk.sync_dir(&dir)
         .map_err(|e| StoreError::io("sync directory", &dir, e))?;
@@ -513,7 +458,7 @@ pub(crate) fn open_bucket<D: Disk>(
         partitions: continuity.partitions,
     };
     let shared = Arc::new(BucketShared::new(bucket, dir, view, max_body));
-    let writer = BucketWriter::new(shared.clone(), disk.clone(), config.clone(), end);
+    let writer = BucketWriter::new(shared.clone(), disk.clone(), config.clone(), end, file_len);
     Ok((shared, writer, report))
 }
 

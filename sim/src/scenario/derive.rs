@@ -604,7 +604,6 @@ impl Derived {
                 max_transaction_bytes: n.max_transaction_bytes.0,
                 max_batch_transactions: n.max_batch_transactions,
                 preallocate_bytes: n.preallocate.0,
-                log_rotate_bytes: n.log_rotate.0,
                 ..StoreConfig::default()
             },
             workload,
@@ -884,11 +883,10 @@ impl fmt::Display for Derived {
             s.segment_size_bytes,
             s.max_transaction_bytes
         )?;
-        writeln!(f, "  node log moves on at {}B", s.log_rotate_bytes)?;
         if s.preallocate_bytes > 0 {
             writeln!(
                 f,
-                "  zeros written ahead of the node log's records: {}B",
+                "  zeros written ahead of each open segment: {}B",
                 s.preallocate_bytes
             )?;
         }

@@ -86,13 +86,10 @@ pub struct NodeSpec {
     pub segment_size: ByteSize,
     pub max_transaction_bytes: ByteSize,
     pub max_batch_transactions: usize,
-    /// Zeros written ahead of the node log's records when it grows (`db::store::log`); 0,
+    /// Zeros kept written ahead of each open segment's frames (`db::store::prealloc`); 0,
     /// the default, turns it off.
     #[serde(skip_serializing_if = "ByteSize::is_zero")]
     pub preallocate: ByteSize,
-    /// The node log moves on to its next file (a checkpoint) at this size: small, so that
-    /// runs cross many checkpoints.
-    pub log_rotate: ByteSize,
 }
 
 impl Default for NodeSpec {
@@ -105,7 +102,6 @@ impl Default for NodeSpec {
             max_transaction_bytes: ByteSize(8 * 1024),
             max_batch_transactions: 256,
             preallocate: ByteSize(0),
-            log_rotate: ByteSize(16 * 1024),
         }
     }
 }
@@ -565,7 +561,6 @@ impl Scenario {
             max_transaction_bytes: node.max_transaction_bytes.0,
             max_batch_transactions: node.max_batch_transactions,
             preallocate_bytes: node.preallocate.0,
-            log_rotate_bytes: node.log_rotate.0,
             ..db::StoreConfig::default()
         }
         .validate()
