@@ -37,9 +37,10 @@ start_redis() { # port fsync-policy
     --appendonly yes --appendfsync "$2" --daemonize no --loglevel warning >/dev/null &
   pids+=($!)
 }
-start_sierradb() { # port sync-policy
-  ./target/release/sierradb serve --dir "$work/sierradb-$1" --client-address "127.0.0.1:$1" \
-    --sync "$2" --log warn >/dev/null 2>&1 &
+start_sierradb() { # port sync-policy [more serve flags]
+  local port=$1 sync=$2; shift 2
+  ./target/release/sierradb serve --dir "$work/sierradb-$port" --client-address "127.0.0.1:$port" \
+    --sync "$sync" --log warn "$@" >/dev/null 2>&1 &
   pids+=($!)
 }
 wait_port() { for _ in $(seq 100); do redis-cli -p "$1" PING >/dev/null 2>&1 && return; sleep 0.1; done; echo "port $1 did not open" >&2; exit 1; }
@@ -59,15 +60,20 @@ line() { # name redis-result sierradb-result
     'BEGIN { printf "%-34s redis %9.0f ops/s p99 %7.3f ms | sierradb %9.0f ops/s p99 %7.3f ms | ratio %.2fx\n", n, ro, rp, so, sp, (ro > 0 ? so / ro : 0) }'
 }
 
-rp=$(free_port); sp=$(free_port); rpn=$(free_port); spn=$(free_port)
+rp=$(free_port); sp=$(free_port); rpn=$(free_port); spn=$(free_port); sp1=$(free_port)
 start_redis "$rp" always; start_sierradb "$sp" always
 start_redis "$rpn" no; start_sierradb "$spn" never-unsafe
-for p in "$rp" "$sp" "$rpn" "$spn"; do wait_port "$p"; done
+# The same durable server with one bucket (one writer, one file, one fsync per batch: the
+# structure of Redis's append-only file), a layout chosen when a data directory is created.
+start_sierradb "$sp1" always --buckets 1
+for p in "$rp" "$sp" "$rpn" "$spn" "$sp1"; do wait_port "$p"; done
 
 for pipeline in 1 16; do
   r=$(measure "$rp" "$pipeline" XADD "s:__rand_int__" '*' f "$payload")
   s=$(measure "$sp" "$pipeline" EAPPEND "s-__rand_int__" Ev PAYLOAD "$payload")
   line "durable append, c=$clients P=$pipeline" "$r" "$s"
+  s=$(measure "$sp1" "$pipeline" EAPPEND "s-__rand_int__" Ev PAYLOAD "$payload")
+  line "  the same, --buckets 1" "$r" "$s"
 done
 r=$(measure "$rpn" 1 XADD "s:__rand_int__" '*' f "$payload")
 s=$(measure "$spn" 1 EAPPEND "s-__rand_int__" Ev PAYLOAD "$payload")
