@@ -238,7 +238,11 @@ const OPEN_SEGMENT_READS: usize = 3;
 /// The open segment's bytes: of up to [`OPEN_SEGMENT_READS`] reads, the first whose frames end
 /// cleanly (at the end of the file, or before zeros only), else the one whose frames reach
 /// furthest. (A flip cannot make a frame valid.)
-fn read_open_segment<F: File>(file: &F, path: &Path, max_body: u64) -> Result<Mapped, StoreError> {
+pub(crate) fn read_open_segment<F: File>(
+    file: &F,
+    path: &Path,
+    max_body: u64,
+) -> Result<Mapped, StoreError> {
     let read = || file.map().map_err(|e| StoreError::io("read", path, e));
     // Where the frames that decode end, and whether only zeros (or nothing) follow.
     let frames_end = |bytes: &[u8]| -> (u64, bool) {
