@@ -82,7 +82,7 @@ use crate::store::record::{
     FRAME_HEADER_BYTES, FrameError, KIND_TRANSACTION, SEGMENT_HEADER_FRAME_BYTES, TXN_FIXED_BYTES,
     TransactionRecord, decode_frame, decode_segment_header,
 };
-use crate::store::recovery::read_open_segment;
+use crate::store::segment::read_open_segment;
 
 /// How [`check`] runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -903,19 +903,6 @@ fn run_pass<D: Disk>(disk: &D, root: &Path, repair: bool) -> Result<Pass, StoreE
     Ok(pass)
 }
 
-/// Reads the open segment read-only as recovery does: again, up to three reads, when its
-/// frames end in something that is not a frame, so a read that returned a flipped bit is not
-/// reported (or cut) as a torn tail.
-fn read_open<D: Disk>(disk: &D, path: &Path, max_body: u64) -> Result<Mapped, String> {
-    let file = disk
-        .open(path, OpenMode::Read)
-        .map_err(|e| format!("open: {e}"))?;
-    read_open_segment(&file, path, max_body).map_err(|e| match e {
-        StoreError::Io { source, .. } => format!("read: {source}"),
-        other => other.to_string(),
-    })
-}
-
 /// Reads the whole file read-only: a memory map on a real disk.
 fn read_all<D: Disk>(disk: &D, path: &Path) -> Result<Mapped, String> {
     let file = disk
@@ -1524,7 +1511,8 @@ impl<'a, D: Disk> BucketCheck<'a, D> {
             expected_id = id.saturating_add(1);
             let path = layout::segment_file(&self.dir, id);
             let read = if Some(id) == open {
-                read_open(self.disk, &path, self.filter.max_body)
+                // As recovery reads it: a flipped bit on read is not a torn tail.
+                read_open_segment(|| read_all(self.disk, &path), self.filter.max_body)
             } else {
                 read_all(self.disk, &path)
             };

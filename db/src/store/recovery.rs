@@ -20,7 +20,7 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
-use disk::{Disk, File, Mapped, OpenMode};
+use disk::{Disk, File, OpenMode};
 
 use crate::config::StoreConfig;
 use crate::error::StoreError;
@@ -37,7 +37,7 @@ use crate::store::record::{
     FRAME_HEADER_BYTES, FrameError, KIND_SEGMENT_HEADER, KIND_TRANSACTION,
     SEGMENT_HEADER_FRAME_BYTES, TransactionRecord, decode_frame, decode_segment_header,
 };
-use crate::store::segment::SegmentData;
+use crate::store::segment::{SegmentData, read_open_segment};
 
 /// Bytes cut from the end of an open segment.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -230,49 +230,6 @@ fn scan_frames(
     Ok((index, offset, None))
 }
 
-/// How many times the open segment is read when its frames end in something that is not a
-/// frame: reads that return a flipped bit (a transient fault of the medium) must not be taken
-/// for a torn tail and cut acknowledged frames.
-const OPEN_SEGMENT_READS: usize = 3;
-
-/// The open segment's bytes: of up to [`OPEN_SEGMENT_READS`] reads, the first whose frames end
-/// cleanly (at the end of the file, or before zeros only), else the one whose frames reach
-/// furthest. (A flip cannot make a frame valid.)
-pub(crate) fn read_open_segment<F: File>(
-    file: &F,
-    path: &Path,
-    max_body: u64,
-) -> Result<Mapped, StoreError> {
-    let read = || file.map().map_err(|e| StoreError::io("read", path, e));
-    // Where the frames that decode end, and whether only zeros (or nothing) follow.
-    let frames_end = |bytes: &[u8]| -> (u64, bool) {
-        let mut offset = SEGMENT_HEADER_FRAME_BYTES;
-        while let Some(rest) = bytes.get(offset as usize..).filter(|r| !r.is_empty()) {
-            match decode_frame(rest, max_body) {
-                Ok(frame) => offset += frame.encoded_len(),
-                Err(_) => return (offset, rest.iter().all(|&b| b == 0)),
-            }
-        }
-        (offset, true)
-    };
-    let mut best = read()?;
-    let (mut best_end, clean) = frames_end(&best);
-    if clean {
-        return Ok(best);
-    }
-    for _ in 1..OPEN_SEGMENT_READS {
-        let again = read()?;
-        let (end, clean) = frames_end(&again);
-        if clean {
-            return Ok(again);
-        }
-        if end > best_end {
-            (best, best_end) = (again, end);
-        }
-    }
-    Ok(best)
-}
-
 fn check_header(bytes: &[u8], bucket: BucketId, id: u32) -> Result<(), String> {
     let frame = decode_frame(bytes, 64).map_err(|e| format!("segment header: {e}"))?;
     let header = decode_segment_header(&frame).map_err(|e| e.to_string())?;
@@ -410,7 +367,10 @@ pub(crate) fn open_bucket<D: Disk>(
     let file = disk
         .open(&path, OpenMode::ReadWrite)
         .map_err(|e| StoreError::io("open", &path, e))?;
-    let bytes = read_open_segment(&file, &path, max_body)?;
+    let bytes = read_open_segment(
+        || file.map().map_err(|e| StoreError::io("read", &path, e)),
+        max_body,
+    )?;
     let len = bytes.len() as u64;
     let (index, end, file_len, file) = if let Err(why) = check_header(&bytes, bucket, open_id) {
         // A segment's header is synced before the directory entry that names the segment, and

@@ -7,7 +7,9 @@ use bytes::Bytes;
 use disk::{Disk, File, Mapped};
 
 use crate::error::StoreError;
-use crate::store::record::{FRAME_HEADER_BYTES, LastStream, TransactionRecord, decode_frame};
+use crate::store::record::{
+    FRAME_HEADER_BYTES, LastStream, SEGMENT_HEADER_FRAME_BYTES, TransactionRecord, decode_frame,
+};
 
 /// Bytes read at once from the open segment: most frames fit.
 const OPTIMISTIC_READ_BYTES: u64 = 4096;
@@ -202,4 +204,45 @@ impl<D: Disk> SegmentData<D> {
         TransactionRecord::decode_shared(&frame, &ahead.bytes, &mut ahead.last_stream)
             .map_err(|e| StoreError::frame(path.as_path(), offset, e))
     }
+}
+
+/// How many times the open segment is read when its frames end in something that is not a
+/// frame: reads that return a flipped bit (a transient fault of the medium) must not be taken
+/// for a torn tail, by recovery or by `sierradb check`, and cut acknowledged frames.
+const OPEN_SEGMENT_READS: usize = 3;
+
+/// The open segment's bytes, from up to [`OPEN_SEGMENT_READS`] calls of `read`: the first read
+/// whose frames end cleanly (at the end of the file, or before zeros only), else the one whose
+/// frames reach furthest. (A flip cannot make a frame valid.)
+pub(crate) fn read_open_segment<E>(
+    mut read: impl FnMut() -> Result<Mapped, E>,
+    max_body: u64,
+) -> Result<Mapped, E> {
+    // Where the frames that decode end, and whether only zeros (or nothing) follow.
+    let frames_end = |bytes: &[u8]| -> (u64, bool) {
+        let mut offset = SEGMENT_HEADER_FRAME_BYTES;
+        while let Some(rest) = bytes.get(offset as usize..).filter(|r| !r.is_empty()) {
+            match decode_frame(rest, max_body) {
+                Ok(frame) => offset += frame.encoded_len(),
+                Err(_) => return (offset, rest.iter().all(|&b| b == 0)),
+            }
+        }
+        (offset, true)
+    };
+    let mut best = read()?;
+    let (mut best_end, clean) = frames_end(&best);
+    if clean {
+        return Ok(best);
+    }
+    for _ in 1..OPEN_SEGMENT_READS {
+        let again = read()?;
+        let (end, clean) = frames_end(&again);
+        if clean {
+            return Ok(again);
+        }
+        if end > best_end {
+            (best, best_end) = (again, end);
+        }
+    }
+    Ok(best)
 }
