@@ -73,6 +73,12 @@ pub struct ServeArgs {
     /// [default: 100000].
     #[arg(long, env = "SIERRADB_MAX_WINDOW")]
     pub max_window: Option<u32>,
+    /// Threads that run the connections (the tokio workers). Fsyncs run on threads of their
+    /// own besides these, so the default leaves one core to them and the kernel: with two
+    /// cores one worker halved the p99 of durable appends (docs/performance.md)
+    /// [default: the number of cores minus one, at least 1].
+    #[arg(long, env = "SIERRADB_WORKER_THREADS")]
+    pub worker_threads: Option<usize>,
     /// Serve Prometheus metrics over HTTP at this address, path /metrics [default: off].
     #[arg(long, env = "SIERRADB_METRICS_ADDRESS")]
     pub metrics_address: Option<SocketAddr>,
@@ -102,6 +108,7 @@ struct FileConfig {
     max_transaction_events: Option<usize>,
     max_subscriptions_per_connection: Option<usize>,
     max_window: Option<u32>,
+    worker_threads: Option<usize>,
     metrics_address: Option<SocketAddr>,
     log: Option<String>,
     log_format: Option<String>,
@@ -114,6 +121,7 @@ pub struct Settings {
     pub client_address: SocketAddr,
     pub store: StoreConfig,
     pub server: ServerConfig,
+    pub worker_threads: usize,
     pub metrics_address: Option<SocketAddr>,
     pub log: String,
     pub json_logs: bool,
@@ -170,6 +178,13 @@ impl ServeArgs {
             ..defaults
         };
         store.validate()?;
+        let worker_threads = self
+            .worker_threads
+            .or(file.worker_threads)
+            .unwrap_or_else(default_worker_threads);
+        if worker_threads == 0 {
+            bail!("worker threads must be at least 1");
+        }
         Ok(Settings {
             dir: self.dir.or(file.dir).unwrap_or_else(|| "./data".into()),
             client_address: self
@@ -211,11 +226,21 @@ impl ServeArgs {
                 }
                 server
             },
+            worker_threads,
             metrics_address: self.metrics_address.or(file.metrics_address),
             log: self.log.or(file.log).unwrap_or_else(|| "info".into()),
             json_logs,
         })
     }
+}
+
+/// One worker fewer than the cores, and at least one: the fsync threads and the kernel's
+/// network and disk work get the last core instead of competing with a worker for it.
+fn default_worker_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |cores| cores.get())
+        .saturating_sub(1)
+        .max(1)
 }
 
 fn init_logging(settings: &Settings) {
@@ -384,6 +409,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let _lock = lock_dir(&settings.dir)?;
     prepare_open_files(settings.server.max_connections);
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(settings.worker_threads)
         .enable_all()
         .build()?;
     runtime.block_on(async move {
@@ -399,7 +425,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let listener = bind_clients(settings.client_address)
             .with_context(|| format!("listen on {}", settings.client_address))?;
         let address = net::Listener::local_addr(&listener)?;
-        tracing::info!(%address, dir = %settings.dir.display(), "sierradb listening");
+        tracing::info!(
+            %address,
+            dir = %settings.dir.display(),
+            worker_threads = settings.worker_threads,
+            "sierradb listening"
+        );
         if let Some(address) = settings.metrics_address {
             let listener = tokio::net::TcpListener::bind(address)
                 .await
@@ -456,6 +487,22 @@ mod tests {
             defaults.server.max_window,
             ServerConfig::default().max_window
         );
+        assert_eq!(defaults.worker_threads, default_worker_threads());
+        assert!(defaults.worker_threads >= 1);
+
+        std::fs::write(&file, "worker_threads = 3\n").unwrap();
+        let from_file = ServeArgs {
+            config: Some(file.clone()),
+            ..Default::default()
+        };
+        assert_eq!(from_file.resolve().unwrap().worker_threads, 3);
+        let err = ServeArgs {
+            worker_threads: Some(0),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(err.to_string().contains("at least 1"), "{err}");
 
         std::fs::write(&file, "partitons = 3\n").unwrap();
         let err = ServeArgs {
