@@ -128,6 +128,44 @@ fn configuration_precedence_is_flags_then_environment_then_file() {
 }
 
 #[test]
+fn worker_threads_come_from_the_environment_and_zero_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &dir.path().join("a"),
+        &[],
+        &[("SIERRADB_WORKER_THREADS", "3")],
+    );
+    let mut con = server.redis();
+    let pong: String = redis::cmd("PING").query(&mut con).unwrap();
+    assert_eq!(pong, "PONG");
+    let log = server.log.lock().unwrap().clone();
+    assert!(
+        log.iter()
+            .any(|line| line.contains("sierradb listening") && line.contains("worker_threads=3")),
+        "{log:?}"
+    );
+    drop(server);
+    let output = Command::new(env!("CARGO_BIN_EXE_sierradb"))
+        .args([
+            "serve",
+            "--client-address",
+            "127.0.0.1:0",
+            "--worker-threads",
+            "0",
+        ])
+        .arg("--dir")
+        .arg(dir.path().join("b"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("worker threads must be at least 1"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn a_second_server_on_the_same_directory_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let _first = Server::start(dir.path(), &[], &[]);
