@@ -217,8 +217,9 @@ impl<'a> Carriers<'a> {
 
 /// Indexes over the history and snapshot that several checkers share.
 pub struct Facts<'a> {
-    /// Per node: every event the final snapshot holds, by id.
-    pub stored: Vec<BTreeMap<Eid, &'a SeenEvent>>,
+    /// Per node: every event the final snapshot holds, in id order (the first one the
+    /// snapshot lists where an id repeats).
+    pub stored: Vec<Vec<(Eid, &'a SeenEvent)>>,
     /// The same, per node, for lookups in O(1).
     stored_index: Vec<StoredIndex<'a>>,
     /// Per (node, event id): the appends that sent an event with that id, and which one.
@@ -231,16 +232,20 @@ impl<'a> Facts<'a> {
     fn new(input: &CheckInput<'a>) -> Facts<'a> {
         let mut stored = Vec::new();
         for n in 0..input.derived.nodes {
-            let mut events = BTreeMap::new();
+            let mut events = Vec::new();
             if let Some((partitions, _)) = input.snapshot.node(n) {
                 for log in partitions.values() {
                     for slot in &log.slots {
                         if let Some(e) = slot.event() {
-                            events.entry(e.id).or_insert(e);
+                            events.push((e.id, e));
                         }
                     }
                 }
             }
+            // A stable sort keeps repeats of an id in snapshot order, and `dedup` keeps the
+            // first: what a map filled with `entry().or_insert()` holds, for a sort's cost.
+            events.sort_by_key(|&(id, _)| id);
+            events.dedup_by_key(|&mut (id, _)| id);
             stored.push(events);
         }
         let mut carriers = Carriers::default();
@@ -262,7 +267,7 @@ impl<'a> Facts<'a> {
         facts.stored_index = (0..input.derived.nodes)
             .map(|n| {
                 let mut index = StoredIndex::default();
-                for (&id, &e) in &facts.stored[n as usize] {
+                for &(id, e) in &facts.stored[n as usize] {
                     let has_writer = facts.writers(n, e).next().is_some();
                     index.ids.insert_new(id, index.events.len() as u32);
                     index.events.push((e, has_writer));
@@ -298,7 +303,8 @@ impl<'a> Facts<'a> {
         self.writers(node, event).next().is_some()
     }
 
-    fn writers(&self, node: u32, event: &SeenEvent) -> impl Iterator<Item = &'a Op> + '_ {
+    /// [`Facts::writers_of`], without collecting them.
+    pub fn writers(&self, node: u32, event: &SeenEvent) -> impl Iterator<Item = &'a Op> + '_ {
         let event = *event;
         self.carriers
             .get(&(node, event.id))

@@ -21,13 +21,13 @@ pub const CHECKER: Checker = Checker {
 
 fn run(input: &CheckInput<'_>, facts: &Facts<'_>, f: &mut Findings) {
     for node in 0..input.derived.nodes {
-        for (id, stored) in &facts.stored[node as usize] {
+        for &(id, stored) in &facts.stored[node as usize] {
             f.checked();
-            let writers = facts.writers_of(node, stored);
-            if writers.is_empty() {
+            let mut writers = facts.writers(node, stored).peekable();
+            if writers.peek().is_none() {
                 let same_id: Vec<u64> = facts
                     .carriers
-                    .get(&(node, *id))
+                    .get(&(node, id))
                     .map(|c| c.iter().map(|(op, _)| op.id).collect())
                     .unwrap_or_default();
                 let why = if same_id.is_empty() {
@@ -46,10 +46,10 @@ fn run(input: &CheckInput<'_>, facts: &Facts<'_>, f: &mut Findings) {
                 );
                 continue;
             }
-            if writers.iter().all(|op| op.written() == Written::No) {
+            if writers.all(|op| op.written() == Written::No) {
                 f.violation(
                     Some(node),
-                    op_ids(writers.iter().copied()),
+                    op_ids(facts.writers(node, stored)),
                     format!(
                         "{id} is stored (p{} #{}) but every append that sent it reported it was not written",
                         stored.partition, stored.seq
@@ -70,7 +70,7 @@ fn run(input: &CheckInput<'_>, facts: &Facts<'_>, f: &mut Findings) {
             }
             Some(Output::EventIdConflict { id }) => {
                 f.checked();
-                let Some(stored) = facts.stored[op.node as usize].get(id) else {
+                let Some(stored) = facts.stored_event(op.node, *id) else {
                     continue;
                 };
                 let same = op
