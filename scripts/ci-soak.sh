@@ -10,8 +10,9 @@
 #    (default 3: about 20 simulated seconds per seed, 20,000 in all). Any violation fails CI
 #    and prints the failing seeds with their replay commands (which repeat the stretch).
 #    Prints throughput (seeds/s, simulated/wall). On the 2-core machine the default takes
-#    about 4 minutes (227.5 s of soak at 85ce927; docs/simulation.md, Speed); SIM_STRETCH=1
-#    (the scenarios as written, about 7 simulated seconds per seed) about 80 seconds.
+#    about 3 minutes (171.8 s of soak at b9691da, the LTO build; docs/simulation.md, Speed);
+#    SIM_STRETCH=1 (the scenarios as written, about 7 simulated seconds per seed) about 80
+#    seconds.
 #
 # The last line is the soak's own "soak: N passed, M failed".
 set -euo pipefail
