@@ -145,37 +145,30 @@ fn worker_threads_come_from_the_environment_and_zero_is_refused() {
         "{log:?}"
     );
     drop(server);
-    let output = Command::new(env!("CARGO_BIN_EXE_sierradb"))
-        .args([
-            "serve",
-            "--client-address",
-            "127.0.0.1:0",
-            "--worker-threads",
-            "0",
-        ])
-        .arg("--dir")
-        .arg(dir.path().join("b"))
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = refused_serve(&dir.path().join("b"), &["--worker-threads", "0"]);
     assert!(
         stderr.contains("worker threads must be at least 1"),
         "{stderr}"
     );
 }
 
+/// Runs `sierradb serve` on `dir` with `args`, which must make it fail; returns its stderr.
+fn refused_serve(dir: &std::path::Path, args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_sierradb"))
+        .args(["serve", "--client-address", "127.0.0.1:0", "--dir"])
+        .arg(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
 #[test]
 fn a_second_server_on_the_same_directory_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let _first = Server::start(dir.path(), &[], &[]);
-    let output = Command::new(env!("CARGO_BIN_EXE_sierradb"))
-        .args(["serve", "--client-address", "127.0.0.1:0", "--dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = refused_serve(dir.path(), &[]);
     assert!(
         stderr.contains("in use by another sierradb process"),
         "{stderr}"
