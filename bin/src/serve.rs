@@ -74,8 +74,8 @@ pub struct ServeArgs {
     #[arg(long, env = "SIERRADB_MAX_WINDOW")]
     pub max_window: Option<u32>,
     /// Threads that run the connections (the tokio workers). Fsyncs run on threads of their
-    /// own besides these, so the default leaves one core to them and the kernel: with two
-    /// cores one worker halved the p99 of durable appends (docs/performance.md)
+    /// own besides these, so the default leaves one core to them and the kernel: on two cores
+    /// one worker did as well as two or better in every workload measured (docs/operations.md)
     /// [default: the number of cores minus one, at least 1].
     #[arg(long, env = "SIERRADB_WORKER_THREADS")]
     pub worker_threads: Option<usize>,
